@@ -1,0 +1,570 @@
+#include "ir/ModelIO.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <unordered_set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "ir/TextFormat.h"
+
+namespace roformer::ir {
+namespace {
+
+// Serialized protobuf messages are limited to 2 GiB; above this sum of
+// initializer bytes, kAuto moves initializers to an external data file.
+constexpr uint64_t kExternalDataAutoLimit = (uint64_t{1} << 31) - (uint64_t{64} << 20);
+// Tensors in the external data file start at multiples of this.
+constexpr uint64_t kExternalDataAlignment = 64;
+
+std::string normalizeDomain(const std::string& domain) {
+  return domain == "ai.onnx" ? std::string() : domain;
+}
+
+// Collects names a subgraph reads that it does not define itself.
+void collectOuterNames(const onnx::GraphProto& graph, std::unordered_set<std::string>& defined,
+                       std::set<std::string>& outer) {
+  std::unordered_set<std::string> local = defined;
+  for (const auto& input : graph.input()) local.insert(input.name());
+  for (const auto& init : graph.initializer()) local.insert(init.name());
+  for (const auto& node : graph.node()) {
+    for (const auto& name : node.input()) {
+      if (!name.empty() && local.count(name) == 0) outer.insert(name);
+    }
+    for (const auto& attribute : node.attribute()) {
+      if (attribute.has_g()) collectOuterNames(attribute.g(), local, outer);
+      for (const auto& g : attribute.graphs()) collectOuterNames(g, local, outer);
+    }
+    for (const auto& name : node.output()) local.insert(name);
+  }
+  for (const auto& output : graph.output()) {
+    if (local.count(output.name()) == 0) outer.insert(output.name());
+  }
+}
+
+absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::filesystem::path& baseDir,
+                         const std::string& source) {
+  graph.setName(proto.name());
+  if (proto.sparse_initializer_size() > 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        source, ": sparse initializers (first: '", proto.sparse_initializer(0).values().name(),
+        "') are not supported; convert them to dense initializers first"));
+  }
+
+  for (const auto& input : proto.input()) {
+    if (input.name().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": a graph input has no name"));
+    }
+    if (graph.findValue(input.name()) != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": graph input '", input.name(), "' is declared twice"));
+    }
+    Value* value = graph.getOrCreateValue(input.name());
+    value->setType(input.type());
+    value->setDocString(input.doc_string());
+    graph.addInput(value);
+  }
+
+  for (int i = 0; i < proto.initializer_size(); ++i) {
+    onnx::TensorProto* tensorProto = proto.mutable_initializer(i);
+    const std::string& name = tensorProto->name();
+    std::string what = absl::StrCat(source, ": initializer '", name, "'");
+    if (name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": initializer ", i, " has no name"));
+    }
+    Value* value = graph.getOrCreateValue(name);
+    if (value->isInitializer()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " is defined twice"));
+    }
+    auto tensor = Tensor::fromProtoTakingData(tensorProto, baseDir, what);
+    if (!tensor.ok()) return tensor.status();
+    onnx::TypeProto declared = value->type();
+    graph.setInitializer(value, *std::move(tensor));
+    // A graph input that an initializer defaults keeps its declared type.
+    if (value->isGraphInput() && declared.value_case() != onnx::TypeProto::VALUE_NOT_SET) {
+      value->setType(declared);
+    }
+  }
+
+  std::vector<std::pair<Node*, const onnx::NodeProto*>> withSubgraphs;
+  for (const auto& nodeProto : proto.node()) {
+    std::vector<Value*> inputs;
+    for (const auto& name : nodeProto.input()) {
+      inputs.push_back(name.empty() ? nullptr : graph.getOrCreateValue(name));
+    }
+    std::vector<Value*> outputs;
+    for (const auto& name : nodeProto.output()) {
+      if (name.empty()) {
+        outputs.push_back(nullptr);
+        continue;
+      }
+      Value* value = graph.getOrCreateValue(name);
+      if (value->producer() != nullptr || value->isGraphInput() || value->isInitializer()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": value '", name, "' is defined more than once (output of node '",
+            nodeProto.name(), "' ", nodeProto.op_type(),
+            "); every value must have exactly one definition"));
+      }
+      if (std::find(outputs.begin(), outputs.end(), value) != outputs.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(source, ": node '", nodeProto.name(),
+                                                       "' lists output '", name, "' twice"));
+      }
+      outputs.push_back(value);
+    }
+    Node* node = graph.createNodeWithOutputs(nodeProto.op_type(),
+                                             normalizeDomain(nodeProto.domain()), inputs, outputs,
+                                             nullptr, nodeProto.name());
+    node->setDocString(nodeProto.doc_string());
+    bool subgraphs = false;
+    for (const auto& attribute : nodeProto.attribute()) {
+      node->setAttribute(attribute);
+      subgraphs = subgraphs || attribute.has_g() || attribute.graphs_size() > 0;
+    }
+    if (subgraphs) withSubgraphs.emplace_back(node, &nodeProto);
+  }
+
+  for (const auto& info : proto.value_info()) {
+    Value* value = graph.getOrCreateValue(info.name());
+    value->setType(info.type());
+    value->setDocString(info.doc_string());
+  }
+
+  for (const auto& output : proto.output()) {
+    Value* value = graph.getOrCreateValue(output.name());
+    if (output.has_type()) value->setType(output.type());
+    if (!output.doc_string().empty()) value->setDocString(output.doc_string());
+    graph.addOutput(value);
+  }
+
+  // Names a subgraph reads from the outer scope become implicit uses.
+  for (auto [node, nodeProto] : withSubgraphs) {
+    std::set<std::string> outer;
+    for (const auto& attribute : nodeProto->attribute()) {
+      std::unordered_set<std::string> none;
+      if (attribute.has_g()) collectOuterNames(attribute.g(), none, outer);
+      for (const auto& g : attribute.graphs()) collectOuterNames(g, none, outer);
+    }
+    std::vector<Value*> implicit;
+    for (const auto& name : outer) {
+      if (Value* value = graph.findValue(name)) implicit.push_back(value);
+    }
+    node->setImplicitInputs(std::move(implicit));
+  }
+
+  for (const auto& node : graph.nodes()) {
+    for (size_t i = 0; i < node->inputCount(); ++i) {
+      const Value* input = node->input(i);
+      if (input == nullptr) continue;
+      if (input->producer() == nullptr && !input->isGraphInput() && !input->isInitializer()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": input ", i, " ('", input->name(), "') of node ", node->describe(),
+            " is not produced by any node, initializer or graph input"));
+      }
+    }
+  }
+  for (const Value* output : graph.outputs()) {
+    if (output->producer() == nullptr && !output->isGraphInput() && !output->isInitializer()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": graph output '", output->name(),
+          "' is not produced by any node, initializer or graph input"));
+    }
+  }
+
+  if (auto status = graph.topoSort(); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message()));
+  }
+
+  onnx::GraphProto& extra = graph.extraFields();
+  extra.set_doc_string(proto.doc_string());
+  *extra.mutable_quantization_annotation() = proto.quantization_annotation();
+  return absl::OkStatus();
+}
+
+void exportValueInfo(const Value* value, onnx::ValueInfoProto* info) {
+  info->set_name(value->name());
+  if (value->type().value_case() != onnx::TypeProto::VALUE_NOT_SET) {
+    *info->mutable_type() = value->type();
+  }
+  if (!value->docString().empty()) info->set_doc_string(value->docString());
+}
+
+std::string readAll(std::istream& in) {
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+bool looksLikeText(const std::string& bytes) {
+  for (char c : bytes) {
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
+    return c == '<' || c == '#' || c == '_' || std::isalpha(static_cast<unsigned char>(c));
+  }
+  return false;
+}
+
+// Temporary files being written, removed by the signal handler on SIGINT or
+// SIGTERM so an interrupted run leaves nothing half-written behind.
+std::mutex gTempFilesMutex;
+std::set<std::string>* gTempFiles = nullptr;
+volatile std::sig_atomic_t gHandlerInstalled = 0;
+
+void removeTempFilesOnSignal(int signal) {
+  // NOTE: iterating a std::set here is not strictly async-signal-safe; it
+  // only reads, and unlink() itself is safe.
+  if (gTempFiles != nullptr) {
+    for (const auto& path : *gTempFiles) unlink(path.c_str());
+  }
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void registerTempFile(const std::string& path) {
+  std::lock_guard<std::mutex> lock(gTempFilesMutex);
+  if (gTempFiles == nullptr) gTempFiles = new std::set<std::string>();
+  gTempFiles->insert(path);
+  if (!gHandlerInstalled) {
+    std::signal(SIGINT, removeTempFilesOnSignal);
+    std::signal(SIGTERM, removeTempFilesOnSignal);
+    std::signal(SIGHUP, removeTempFilesOnSignal);
+    gHandlerInstalled = 1;
+  }
+}
+
+void unregisterTempFile(const std::string& path) {
+  std::lock_guard<std::mutex> lock(gTempFilesMutex);
+  if (gTempFiles != nullptr) gTempFiles->erase(path);
+}
+
+absl::Status writeAllBytes(int fd, std::string_view bytes) {
+  const char* data = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t written = ::write(fd, data, left);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("write failed: ", std::strerror(errno)));
+    }
+    data += written;
+    left -= static_cast<size_t>(written);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> importModel(onnx::ModelProto proto,
+                                                   const std::filesystem::path& baseDir,
+                                                   const std::string& source) {
+  auto model = std::make_unique<Model>();
+  if (!proto.has_graph()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": the model has no graph"));
+  }
+  onnx::GraphProto graph = std::move(*proto.mutable_graph());
+  proto.clear_graph();
+  model->header() = std::move(proto);
+  model->setBaseDir(baseDir);
+  if (auto status = importGraph(graph, model->graph(), baseDir, source); !status.ok()) {
+    return status;
+  }
+  return model;
+}
+
+onnx::ModelProto exportModel(const Model& model, const ExportOptions& options) {
+  onnx::ModelProto proto = model.header();
+  onnx::GraphProto* graphProto = proto.mutable_graph();
+  const Graph& graph = model.graph();
+  graphProto->MergeFrom(graph.extraFields());
+  graphProto->set_name(graph.name());
+
+  for (const Value* input : graph.inputs()) exportValueInfo(input, graphProto->add_input());
+
+  for (const Value* value : graph.initializers()) {
+    const Tensor& tensor = *value->initializer();
+    if (options.declareInitializersAbove > 0 &&
+        tensor.byteSize() > options.declareInitializersAbove) {
+      if (value->isGraphInput()) continue;
+      auto* input = graphProto->add_input();
+      input->set_name(value->name());
+      auto* tensorType = input->mutable_type()->mutable_tensor_type();
+      tensorType->set_elem_type(static_cast<int32_t>(tensor.dataType()));
+      auto* shape = tensorType->mutable_shape();
+      for (int64_t dim : tensor.dims()) shape->add_dim()->set_dim_value(dim);
+      continue;
+    }
+    onnx::TensorProto* tensorProto = graphProto->add_initializer();
+    if (options.elideDataAbove > 0 && tensor.byteSize() > options.elideDataAbove) {
+      tensorProto->set_data_type(static_cast<int32_t>(tensor.dataType()));
+      for (int64_t dim : tensor.dims()) tensorProto->add_dims(dim);
+      tensorProto->set_data_location(onnx::TensorProto::EXTERNAL);
+      auto* entry = tensorProto->add_external_data();
+      entry->set_key("roformer.elided");
+      entry->set_value(absl::StrFormat("%016x", tensor.contentHash()));
+    } else {
+      tensor.toProto(tensorProto);
+    }
+    tensorProto->set_name(value->name());
+  }
+
+  for (const auto& node : graph.nodes()) {
+    onnx::NodeProto* nodeProto = graphProto->add_node();
+    for (const Value* input : node->inputs()) {
+      nodeProto->add_input(input != nullptr ? input->name() : std::string());
+    }
+    // Trailing omitted inputs are dropped, as ONNX writers do.
+    while (nodeProto->input_size() > 0 && nodeProto->input(nodeProto->input_size() - 1).empty()) {
+      nodeProto->mutable_input()->RemoveLast();
+    }
+    for (const Value* output : node->outputs()) {
+      nodeProto->add_output(output != nullptr ? output->name() : std::string());
+    }
+    if (!node->name().empty()) nodeProto->set_name(node->name());
+    nodeProto->set_op_type(node->opType());
+    if (!node->domain().empty()) nodeProto->set_domain(node->domain());
+    for (const auto& attribute : node->attributes()) *nodeProto->add_attribute() = attribute;
+    if (!node->docString().empty()) nodeProto->set_doc_string(node->docString());
+  }
+
+  for (const Value* value : graph.values()) {
+    if (value->isGraphInput() || value->isGraphOutput() || value->isInitializer()) continue;
+    if (value->type().value_case() == onnx::TypeProto::VALUE_NOT_SET) continue;
+    if (value->producer() == nullptr && !value->hasUses()) continue;
+    exportValueInfo(value, graphProto->add_value_info());
+  }
+
+  for (const Value* output : graph.outputs()) exportValueInfo(output, graphProto->add_output());
+  return proto;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
+                                                          const std::filesystem::path& baseDir,
+                                                          const std::string& source) {
+  if (bytes.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": the file is empty; expected a binary ONNX model or its text form"));
+  }
+  bool text = absl::EndsWith(source, ".onnxtxt");
+  onnx::ModelProto proto;
+  if (!text) {
+    google::protobuf::io::ArrayInputStream stream(bytes.data(), static_cast<int>(std::min<size_t>(
+                                                                    bytes.size(), INT32_MAX)));
+    google::protobuf::io::CodedInputStream coded(&stream);
+    coded.SetTotalBytesLimit(INT32_MAX);
+    bool parsed = bytes.size() <= INT32_MAX && proto.ParseFromCodedStream(&coded) &&
+                  coded.ConsumedEntireMessage();
+    if (!parsed) {
+      if (!looksLikeText(bytes)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": not a valid ONNX model (the protobuf data is truncated or corrupt, ",
+            bytes.size(), " bytes read); re-export the model or check the file was fully copied"));
+      }
+      text = true;
+    } else if (!proto.has_graph() && looksLikeText(bytes)) {
+      text = true;
+    }
+  }
+  if (text) {
+    bytes.push_back('\0');
+    auto parsed = parseModelText(std::string_view(bytes.data(), bytes.size() - 1), source);
+    if (!parsed.ok()) return parsed.status();
+    proto = *std::move(parsed);
+  }
+  bytes.clear();
+  bytes.shrink_to_fit();
+  return importModel(std::move(proto), baseDir, source);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> loadModel(const std::string& path) {
+  if (path == "-") {
+    return loadModelFromBytes(readAll(std::cin), std::filesystem::current_path(), "<stdin>");
+  }
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": is a folder; expected an .onnx or .onnxtxt file"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open the file (", std::strerror(errno), ")"));
+  }
+  std::string bytes = readAll(in);
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat(path, ": read failed (", std::strerror(errno), ")"));
+  }
+  std::filesystem::path baseDir = std::filesystem::path(path).parent_path();
+  if (baseDir.empty()) baseDir = ".";
+  return loadModelFromBytes(std::move(bytes), baseDir, path);
+}
+
+absl::Status writeFileAtomically(const std::filesystem::path& path,
+                                 const std::function<absl::Status(int fd)>& writer) {
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  std::string pattern = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  std::vector<char> name(pattern.begin(), pattern.end());
+  name.push_back('\0');
+  int fd = mkstemp(name.data());
+  if (fd < 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot create a temporary file in '",
+                                                    dir.string(), "': ", std::strerror(errno)));
+  }
+  std::string tempPath(name.data());
+  registerTempFile(tempPath);
+  auto fail = [&](absl::Status status) {
+    close(fd);
+    unlink(tempPath.c_str());
+    unregisterTempFile(tempPath);
+    return absl::Status(status.code(),
+                        absl::StrCat("writing '", path.string(), "' failed: ", status.message(),
+                                     "; the previous file, if any, is unchanged"));
+  };
+  mode_t mask = umask(0);
+  umask(mask);
+  if (fchmod(fd, 0666 & ~mask) != 0) {
+    return fail(absl::InternalError(std::strerror(errno)));
+  }
+  if (auto status = writer(fd); !status.ok()) return fail(status);
+  if (fsync(fd) != 0) return fail(absl::InternalError(std::strerror(errno)));
+  if (close(fd) != 0) {
+    unlink(tempPath.c_str());
+    unregisterTempFile(tempPath);
+    return absl::InternalError(
+        absl::StrCat("writing '", path.string(), "' failed: ", std::strerror(errno)));
+  }
+  if (rename(tempPath.c_str(), path.c_str()) != 0) {
+    int savedErrno = errno;
+    unlink(tempPath.c_str());
+    unregisterTempFile(tempPath);
+    return absl::InternalError(absl::StrCat("cannot rename the temporary file to '",
+                                            path.string(), "': ", std::strerror(savedErrno)));
+  }
+  unregisterTempFile(tempPath);
+  return absl::OkStatus();
+}
+
+absl::Status writeFileAtomically(const std::filesystem::path& path, std::string_view bytes) {
+  return writeFileAtomically(path, [&](int fd) { return writeAllBytes(fd, bytes); });
+}
+
+absl::Status saveModel(const Model& model, const std::string& path, const SaveOptions& options) {
+  ExportOptions exportOptions;
+  onnx::ModelProto proto = exportModel(model, exportOptions);
+
+  uint64_t initializerBytes = 0;
+  for (const Value* value : model.graph().initializers()) {
+    initializerBytes += value->initializer()->byteSize();
+  }
+  bool external = options.externalData == ExternalDataMode::kAlways ||
+                  (options.externalData == ExternalDataMode::kAuto &&
+                   initializerBytes > kExternalDataAutoLimit);
+  if (external && options.text) {
+    external = options.externalData == ExternalDataMode::kAlways;
+  }
+  if (!external && !options.text && initializerBytes > kExternalDataAutoLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model's initializers take ", initializerBytes,
+        " bytes, above protobuf's 2 GB message limit; save with external data"));
+  }
+
+  if (external) {
+    if (path == "-") {
+      return absl::InvalidArgumentError(
+          "external data cannot be written to standard output; give an output file with -o");
+    }
+    std::filesystem::path target(path);
+    std::string dataName = target.filename().string() + ".data";
+    std::filesystem::path dataPath = target.parent_path() / dataName;
+    auto* graphProto = proto.mutable_graph();
+    // Collect the tensors to move, then write them into the data file.
+    std::vector<const Tensor*> tensors;
+    std::vector<onnx::TensorProto*> protos;
+    const auto& initializers = model.graph().initializers();
+    for (int i = 0; i < graphProto->initializer_size(); ++i) {
+      const Tensor* tensor = initializers[static_cast<size_t>(i)]->initializer().get();
+      if (tensor->dataType() == DataType::kString) continue;
+      if (tensor->byteSize() < options.externalThresholdBytes) continue;
+      tensors.push_back(tensor);
+      protos.push_back(graphProto->mutable_initializer(i));
+    }
+    auto status = writeFileAtomically(dataPath, [&](int fd) -> absl::Status {
+      uint64_t offset = 0;
+      static const char kZeros[kExternalDataAlignment] = {};
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        uint64_t padding = (kExternalDataAlignment - offset % kExternalDataAlignment) %
+                           kExternalDataAlignment;
+        if (auto s = writeAllBytes(fd, std::string_view(kZeros, padding)); !s.ok()) return s;
+        offset += padding;
+        std::string_view bytes(reinterpret_cast<const char*>(tensors[i]->rawData()),
+                               tensors[i]->byteSize());
+        if (auto s = writeAllBytes(fd, bytes); !s.ok()) return s;
+        onnx::TensorProto* tensorProto = protos[i];
+        tensorProto->clear_raw_data();
+        tensorProto->set_data_location(onnx::TensorProto::EXTERNAL);
+        auto add = [&](const std::string& key, const std::string& value) {
+          auto* entry = tensorProto->add_external_data();
+          entry->set_key(key);
+          entry->set_value(value);
+        };
+        add("location", dataName);
+        add("offset", std::to_string(offset));
+        add("length", std::to_string(bytes.size()));
+        offset += bytes.size();
+      }
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+  }
+
+  if (options.text) {
+    PrintOptions printOptions;
+    printOptions.elideTensorsAbove = options.elideConstantsAbove;
+    auto text = modelToText(proto, printOptions);
+    if (!text.ok()) return text.status();
+    if (path == "-") {
+      std::cout << *text;
+      std::cout.flush();
+      return std::cout ? absl::OkStatus() : absl::InternalError("writing standard output failed");
+    }
+    return writeFileAtomically(path, *text);
+  }
+
+  if (path == "-") {
+    if (!proto.SerializeToOstream(&std::cout)) {
+      return absl::InternalError("writing the model to standard output failed");
+    }
+    std::cout.flush();
+    return absl::OkStatus();
+  }
+  return writeFileAtomically(path, [&](int fd) -> absl::Status {
+    if (!proto.SerializeToFileDescriptor(fd)) {
+      return absl::InternalError(absl::StrCat("protobuf serialization failed (",
+                                              std::strerror(errno), ")"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace roformer::ir
+
+namespace roformer::ir {
+
+onnx::ModelProto exportForAnalysis(const Model& model, uint64_t inlineBytesLimit) {
+  ExportOptions options;
+  options.declareInitializersAbove = inlineBytesLimit;
+  return exportModel(model, options);
+}
+
+}  // namespace roformer::ir
