@@ -159,6 +159,10 @@ absl::StatusOr<int> setOptionEverywhere(std::vector<PipelineElement>& elements,
 }  // namespace
 
 absl::StatusOr<std::vector<PipelineElement>> parsePipeline(std::string_view text) {
+  // An empty pipeline runs no pass: the model is only loaded and saved.
+  if (text.find_first_not_of(" \t") == std::string_view::npos) {
+    return std::vector<PipelineElement>();
+  }
   return PipelineParser(text).parseAll();
 }
 

@@ -23,7 +23,7 @@ class TopoSortPass final : public Pass {
     for (const auto& node : graph.nodes()) {
       if (node.get() != before[index++]) ++moved;
     }
-    context.count("nodes moved", moved);
+    if (moved > 0) context.count("nodes moved", moved);
     return moved > 0;
   }
 };
