@@ -38,7 +38,7 @@ class UsageError extends Error {}
 // --------------------------------------------------------------------------
 // .npy reading and writing (format versions 1.0 to 3.0, C order, little-endian)
 
-// descr -> ONNX Runtime tensor type and the typed array that holds its data.
+// descr -> ONNX Runtime tensor type and the typed array that contains its data.
 // float16 has no typed array in Node 20, so its raw bits travel as Uint16Array.
 const NPY_TYPES = {
   '<f4': {ortType: 'float32', array: Float32Array},
@@ -97,11 +97,11 @@ function readNpy(file) {
   if (!type) {
     const hint = header.descr.includes('O') ?
         ' (object arrays are pickled Python lists; pad them to a numeric array first)' : '';
-    throw new Error(`${file}: unsupported dtype '${header.descr}'${hint}; ` +
-        `supported: ${Object.keys(NPY_TYPES).join(', ')}`);
+    throw new Error(`${file}: unsupported dtype '${header.descr}'${hint}. ` +
+        `Supported: ${Object.keys(NPY_TYPES).join(', ')}`);
   }
   if (header.fortranOrder) {
-    throw new Error(`${file}: Fortran-order arrays are not supported; save a C-order array`);
+    throw new Error(`${file}: Fortran-order arrays are not supported. Save a C-order array.`);
   }
   const count = header.dims.reduce((a, b) => a * b, 1);
   const byteLength = count * type.array.BYTES_PER_ELEMENT;
@@ -210,8 +210,8 @@ function loadOnnxRuntime() {
   const ortDir = process.env.ROFORMER_ORT_DIR || path.join(__dirname, '..', '.deps', 'ort');
   const packageDir = path.join(ortDir, 'node_modules', 'onnxruntime-node');
   if (!fs.existsSync(packageDir)) {
-    throw new Error(`onnxruntime-node not found in ${path.join(ortDir, 'node_modules')}; ` +
-        'run scripts/install-ort (or set ROFORMER_ORT_DIR to a folder that contains node_modules/onnxruntime-node)');
+    throw new Error(`onnxruntime-node not found in ${path.join(ortDir, 'node_modules')}. ` +
+        'Run scripts/install-ort, or set ROFORMER_ORT_DIR to a folder that contains node_modules/onnxruntime-node.');
   }
   return require(packageDir);
 }
@@ -278,7 +278,7 @@ async function run(options) {
   const feeds = {};
   for (const {name, file} of options.inputs) {
     if (!session.inputNames.includes(name)) {
-      throw new Error(`model has no input named '${name}'; its inputs are: ${session.inputNames.join(', ')}`);
+      throw new Error(`model has no input named '${name}'. Its inputs are: ${session.inputNames.join(', ')}`);
     }
     if (feeds[name] !== undefined) throw new Error(`input '${name}' is given more than once`);
     const array = readNpy(file);

@@ -23,7 +23,7 @@ def fixture_script():
 
 
 def generate_fixture(output_dir, *flags, timeout_s=600):
-    """Run the fixture generator into output_dir with flags; return the model path."""
+    """Run the fixture generator into output_dir with flags and return the model path."""
     command = [sys.executable, str(fixture_script()), "-o", str(output_dir), "--quiet", *flags]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if completed.returncode != 0:

@@ -23,7 +23,7 @@ SUPPORTED_DTYPES = (np.float32, np.float64, np.int32, np.int64, np.bool_, np.flo
 
 
 class OrtRunError(RuntimeError):
-    """scripts/ort-run.js exited with an error; the message carries its stderr."""
+    """Error of a failed scripts/ort-run.js run, with its stderr in the message."""
 
 
 def runner_path():
@@ -39,7 +39,7 @@ def require_ort():
     package = ort_dir() / "node_modules" / "onnxruntime-node"
     if not package.is_dir():
         raise OrtRunError(
-            f"onnxruntime-node not found in {package.parent}; run scripts/install-ort first")
+            f"onnxruntime-node not found in {package.parent}. Run scripts/install-ort first.")
 
 
 def run_model(model_path, inputs, *, threads=None, opt_level=None, warmup=0, iterations=0,
@@ -47,17 +47,17 @@ def run_model(model_path, inputs, *, threads=None, opt_level=None, warmup=0, ite
     """Run model_path on inputs (name -> numpy array) and return {output name: array}.
 
     threads sets intra-op threads, opt_level one of disabled, basic, extended,
-    all. With iterations > 0 the runner also times session.run; pass a dict as
-    report to receive its JSON report (outputs, shapes, latency).
+    all. With iterations > 0 the runner also times session.run. Pass a dict as
+    report to receive the runner's JSON report (outputs, shapes, latency).
     """
     require_ort()
     with tempfile.TemporaryDirectory(prefix="ort-run-") as work:
         work = Path(work)
         command = ["node", str(runner_path()), str(model_path)]
         for index, (name, array) in enumerate(inputs.items()):
-            array = np.ascontiguousarray(array)
+            array = np.asarray(array, order="C")  # np.ascontiguousarray would turn a 0-d array into 1-d
             if array.dtype.type not in SUPPORTED_DTYPES:
-                raise TypeError(f"input {name} has dtype {array.dtype}; ort-run.js reads "
+                raise TypeError(f"input {name} has dtype {array.dtype}, but ort-run.js reads only "
                                 f"{', '.join(np.dtype(t).name for t in SUPPORTED_DTYPES)}")
             file = work / f"input_{index}.npy"
             np.save(file, array, allow_pickle=False)

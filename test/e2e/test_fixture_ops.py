@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Check the fixture model's ops, names, weights and ONNX validity.
 
-Generates small models (or, with --full, the default 12-layer model), counts the
-nodes of each op type against the counts a model with N layers implies, and
-checks that ONNX's checker and strict shape inference accept the graph with
-symbolic batch and sequence dims.
+Generates small models, or with --full the default 12-layer model. Counts the
+nodes of each op type against the counts a model with N layers implies. Checks
+that ONNX's checker and strict shape inference accept the graph while batch and
+sequence dims stay symbolic.
 
     /usr/bin/python3 test/e2e/test_fixture_ops.py [--full] [--keep DIR]
 

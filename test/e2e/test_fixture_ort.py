@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Run the small fixture model in ONNX Runtime on its sample set.
 
-Checks that the scores are finite and in (0, 1), that changing one token
-changes that sequence's score and no other, that extra padding does not
-change any score (the padding mask reaches attention and pooling), and that
-the graph computes what a NumPy transcription of bert4keras' RoFormer computes
-from the same weights.
+Checks that the scores are finite and in (0, 1) and that changing one token
+changes that sequence's score and no other. Checks that extra padding changes no
+score, because the padding mask reaches attention and pooling. Checks that the
+graph computes what a NumPy transcription of bert4keras' RoFormer computes from
+the same weights.
 
     /usr/bin/python3 test/e2e/test_fixture_ort.py
 
@@ -32,7 +32,7 @@ LONGER_PADDING = 128
 
 # A changed token must move its score by more than float32 noise.
 MIN_SCORE_CHANGE = 1e-6
-# The float32 graph against the float64 NumPy reference.
+# Max abs difference of the float32 graph from the float64 NumPy reference.
 REFERENCE_TOLERANCE = 1e-4
 # Scores of untouched sequences, and of extra padding, may differ only by
 # float32 rounding (ONNX Runtime may pick other kernels for other shapes).

@@ -7,7 +7,7 @@ sigmoid head, fine-tuned on CAIL2019-SCM), op for op, with seeded random
 weights. The sample set follows ByteMLPerf's open_cail2019 layout: numpy object
 arrays of variable-length token and segment id lists, plus labels.
 
-Run with Debian's Python, which sees python3-onnx and python3-numpy:
+Run it with Debian's Python, which has python3-onnx and python3-numpy:
     /usr/bin/python3 tools/roformer-fixture/roformer_fixture.py -o models/default
     /usr/bin/python3 tools/roformer-fixture/roformer_fixture.py --small -o /tmp/small
 
@@ -49,7 +49,9 @@ SEP_ID = 102
 FIRST_TEXT_ID = 104  # ids below this are [PAD], [unusedN], [UNK], [CLS], [SEP], [MASK]
 
 MIN_OPSET = 11
-MAX_OPSET = 17  # the newest opset ONNX 1.12 knows; ReduceMean's axes become an input at 18
+# ONNX 1.12 supports opsets up to 17. From opset 18 on, ReduceMean and Split take
+# other inputs than the graph below gives them.
+MAX_OPSET = 17
 MIN_EINSUM_OPSET = 12
 
 
@@ -187,9 +189,9 @@ def draw_weights(config):
     """Draw every weight in one fixed order, so that graph options never change them.
 
     Scales follow a trained BERT: normal with std 0.02, LayerNorm gamma near 1,
-    small nonzero beta and biases. Q and K kernels use std 2/sqrt(hidden) so that
-    attention logits spread over a few units, as in a trained model; with 0.02
-    attention is nearly uniform and the output barely depends on position.
+    small nonzero beta and biases. Q and K kernels use std 2/sqrt(hidden), so
+    attention logits spread over a few units as in a trained model. With 0.02
+    there, attention is nearly uniform and the output barely depends on position.
     """
     rng = np.random.default_rng(config.seed)
     hidden, ffn = config.hidden, config.ffn
@@ -242,9 +244,9 @@ def shape_dim(graph, shape_int32, index, scope):
 def reshape_with_packed_shape(graph, x, parts, scope):
     """K.reshape(x, (parts...)) where parts mixes Python ints and int32 scalars.
 
-    TF packs the parts into a shape vector (Pack); tf2onnx converts that to one
-    Unsqueeze per scalar tensor and a Concat, with the Python ints folded into
-    one-element constants, then casts to int64 for Reshape.
+    TF packs the parts into a shape vector with Pack. tf2onnx converts the Pack
+    to one Unsqueeze per scalar tensor and a Concat, with the Python ints folded
+    into one-element constants, and casts the result to int64 for Reshape.
     """
     reshape_name = graph.tf_name(scope, "Reshape")
     pack_name = f"{reshape_name}/shape"
@@ -272,7 +274,7 @@ def dense_rank3(graph, x, params, scope, out_dim):
 
     tensordot reshapes x to 2-D with a shape computed at run time from
     Shape/Gather/ReduceProd/Pack, multiplies, and reshapes back to
-    Concat(Gather(shape, [0, 1]), [out]); the bias is a BiasAdd (Add in ONNX).
+    Concat(Gather(shape, [0, 1]), [out]). The bias is a BiasAdd, an Add in ONNX.
     """
     tensordot = f"{scope}/Tensordot"
     kernel = graph.constant(f"{tensordot}/ReadVariableOp", params["kernel"])
@@ -327,8 +329,8 @@ def layer_norm(graph, x, params, scope):
 
 
 def divide_by_constant(graph, config, x, divisor, scope):
-    """x / divisor. TF's grappler constant folding, which tf2onnx runs, rewrites
-    division by a constant into multiplication by its reciprocal."""
+    """Divide x by a constant, as Div or, after TF's grappler constant folding
+    (which tf2onnx runs), as Mul by the reciprocal."""
     if config.tf_constfold:
         reciprocal = graph.tf_constant(scope, "truediv/recip", np.float32(1.0 / divisor))
         return graph.op("Mul", [x, reciprocal], scope, "truediv")
@@ -767,8 +769,16 @@ SMALL_SIZE = {"layers": 2, "hidden": 64, "heads": 4, "ffn": 256, "vocab": 1000}
 DEFAULT_SIZE = {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "vocab": 50000}
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but exiting with 1 on invalid arguments, like every tool of the project."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=(
             "Write roformer-frozen_org.onnx (a seeded random-weight RoFormer laid out like the "
             "tf2onnx export of ByteMLPerf open_roformer) and an open_cail2019 sample set into DIR."
@@ -779,7 +789,7 @@ def parse_args(argv):
                       help="test size: 2 layers, hidden 64, 4 heads, ffn 256, vocab 1000 (explicit size flags override it)")
     size.add_argument("--layers", type=int, help="number of encoder layers")
     size.add_argument("--hidden", type=int, help="hidden size")
-    size.add_argument("--heads", type=int, help="attention heads; hidden/heads must be even")
+    size.add_argument("--heads", type=int, help="number of attention heads (hidden/heads must be even)")
     size.add_argument("--ffn", type=int, help="feed-forward inner size")
     size.add_argument("--vocab", type=int, help=f"vocabulary size, at least {FIRST_TEXT_ID + 1}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and samples (default 0)")
@@ -801,7 +811,7 @@ def parse_args(argv):
                           help="model the mask each Keras Add layer derives from its inputs' masks "
                                "(Unsqueeze, Concat, Cast, ReduceMin, Greater after every residual Add)")
     fidelity.add_argument("--rotary-table-per-layer", action="store_true",
-                          help="compute the sinusoid table in every layer instead of once, as bert4keras does")
+                          help="compute the sinusoid table in every layer (bert4keras computes it once and shares it)")
     fidelity.add_argument("--rotary-halves", action="store_true",
                           help="for tests only: rotate halves instead of interleaved pairs, a deliberately wrong model")
     parser.add_argument("--no-samples", action="store_true", help="write only the model")
