@@ -198,7 +198,9 @@ def draw_weights(config):
     qk_std = 2.0 / np.sqrt(hidden)
 
     def normal(shape, std):
-        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
+        values = rng.standard_normal(shape, dtype=np.float32)
+        values *= np.float32(std)
+        return values
 
     def layer_norm():
         return {"gamma": 1.0 + normal([hidden], 0.02), "beta": normal([hidden], 0.02)}
