@@ -5,7 +5,8 @@ Checks that the scores are finite and in (0, 1) and that changing one token
 changes that sequence's score and no other. Checks that extra padding changes no
 score, because the padding mask reaches attention and pooling. Checks that the
 graph computes what a NumPy transcription of bert4keras' RoFormer computes from
-the same weights.
+the same weights, and that every graph variant the flags select computes the
+same outputs.
 
     /usr/bin/python3 test/e2e/test_fixture_ort.py
 
@@ -174,6 +175,28 @@ def check_scores(model_path, samples_dir):
     print(f"  padding to {LONGER_PADDING} instead of {MAX_SEQ_LEN} moves scores by {padding_delta:.1e}")
 
 
+# Flag sets that change the graph but not the function it computes.
+VARIANT_FLAGS = [
+    ["--no-einsum", "--opset=11"],
+    ["--no-tf-constfold", "--no-keras-mask-merge"],
+    ["--rotary-table-per-layer", "--opset=17"],
+]
+
+
+def check_variants(model_path, samples_dir, work_dir):
+    tokens, segments = load_padded_samples(samples_dir, BATCH, MAX_SEQ_LEN)
+    expected = run(model_path, tokens, segments)
+    for index, flags in enumerate(VARIANT_FLAGS):
+        variant = generate_fixture(Path(work_dir) / f"variant{index}", "--small", "--encoder-output", "--no-samples",
+                                   *flags)
+        outputs = run(variant, tokens, segments)
+        for name, array in expected.items():
+            diff = np.abs(outputs[name] - array).max()
+            check(diff <= ROUNDING_TOLERANCE, f"{' '.join(flags)}: {name} differs from the default graph by {diff:.2e}")
+    print(f"  {len(VARIANT_FLAGS)} graph variants ({'; '.join(' '.join(flags) for flags in VARIANT_FLAGS)}) "
+          "compute the same outputs")
+
+
 def main():
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fixture-ort-") as work_dir:
@@ -184,6 +207,7 @@ def main():
             check_sample_layout(samples_dir)
             check_scores(model_path, samples_dir)
             check_reference(model_path, samples_dir)
+            check_variants(model_path, samples_dir, work_dir)
         except (CheckFailed, OrtRunError) as failure:
             print(f"FAIL: {failure}")
             return 1

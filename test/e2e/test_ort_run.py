@@ -2,9 +2,9 @@
 """Check scripts/ort-run.js, the ONNX Runtime runner of the parity tests.
 
 Runs an Identity model over every supported dtype and checks that the outputs
-come back bit for bit, that output names are sanitized into file names listed in
-outputs.json, that --iterations reports latency, and that invalid input fails
-with exit code 1 and one clear message.
+come back bit for bit. Checks that output names become sanitized file names
+listed in outputs.json and that --iterations reports latency. Checks that
+invalid input fails with exit code 1 and one clear message.
 
     /usr/bin/python3 test/e2e/test_ort_run.py
 
@@ -47,7 +47,7 @@ def check(condition, message):
 
 
 def identity_model(path):
-    """One Identity per dtype case; output i is named 'out/<input name>' to exercise sanitizing."""
+    """Write a model with one Identity per dtype case, whose outputs are named 'out/<input name>'."""
     nodes, inputs, outputs = [], [], []
     for name, elem_type, array in DTYPE_CASES:
         inputs.append(helper.make_tensor_value_info(name, elem_type, list(array.shape)))
