@@ -193,6 +193,9 @@ def check_names(model, size):
 
     node_names = [node.name for node in model.graph.node]
     check(len(set(node_names)) == len(node_names), "node names are not unique")
+    produced = [name for node in model.graph.node for name in node.output]
+    produced += [init.name for init in model.graph.initializer]
+    check(len(set(produced)) == len(produced), "a tensor is produced twice (node outputs and initializers)")
     for index in range(size["layers"]):
         for part in ("MultiHeadSelfAttention", "MultiHeadSelfAttention-Norm", "FeedForward", "FeedForward-Norm"):
             prefix = f"{MODEL_SCOPE}/Transformer-{index}-{part}/"

@@ -33,7 +33,7 @@ SAMPLES_DIR = "open_cail2019"
 # TF2 saved_model whose Keras model is named "model".
 MODEL_SCOPE = "StatefulPartitionedCall/model"
 
-# tf2onnx writes an open slice end ("x[1::2]") as the largest int64.
+# Slice end of an open slice such as x[1::2].
 SLICE_END = np.iinfo(np.int64).max
 
 # bert4keras 0.10.4 constants: LayerNormalization epsilon, the value written
@@ -42,11 +42,12 @@ LAYER_NORM_EPSILON = 1e-12
 MASKED_SCORE = -1e12
 ROTARY_BASE = 10000.0
 
-# Token ids of the BERT vocabularies the Chinese RoFormer checkpoints use.
-PAD_ID = 0
+# Special token ids of the BERT vocabulary layout: 0 is [PAD], which the model
+# masks, 1 to 99 are unused, then [UNK], [CLS], [SEP] and [MASK]. Sample texts
+# use ids from FIRST_TEXT_ID on.
 CLS_ID = 101
 SEP_ID = 102
-FIRST_TEXT_ID = 104  # ids below this are [PAD], [unusedN], [UNK], [CLS], [SEP], [MASK]
+FIRST_TEXT_ID = 104
 
 MIN_OPSET = 11
 # ONNX 1.12 supports opsets up to 17. From opset 18 on, ReduceMean and Split take
@@ -382,8 +383,8 @@ def embeddings(graph, config, weights, token_input, segment_input):
 def token_mask(graph, token_input, scope):
     """bert4keras Embedding.compute_mask: token != 0, with position 0 always unmasked.
 
-    NotEqual becomes Equal + Not; ones_like(mask[:, :1]) becomes
-    Shape + ConstantOfShape; the two parts are concatenated along the sequence.
+    NotEqual becomes Equal + Not, and ones_like(mask[:, :1]) becomes
+    Shape + ConstantOfShape. Concat joins the two parts along the sequence.
     """
     zero = graph.tf_constant(scope, "NotEqual/y", np.float32(0.0))
     not_equal_name = graph.tf_name(scope, "NotEqual")
@@ -693,10 +694,10 @@ def make_model_proto(graph, config, outputs):
 def make_samples(count, max_seq_len, vocab, seed):
     """Build count sequences as (similar, dissimilar) pairs sharing their first text.
 
-    Each sequence is [CLS] A [SEP] B [SEP]; segment ids are 0 up to and including
+    Each sequence is [CLS] A [SEP] B [SEP]. Segment ids are 0 up to and including
     the first [SEP] and 1 after it. Texts are drawn long, like legal case
     descriptions, so many pairs are truncated to exactly max_seq_len, the longer
-    text losing its last tokens first (as bert4keras' tokenizer does).
+    text losing its last tokens first.
     """
     rng = np.random.default_rng(seed + 1)
     text_budget = max_seq_len - 3
@@ -742,7 +743,6 @@ def write_samples(directory, count, max_seq_len, vocab, seed):
     save_npy(os.path.join(directory, "batch_token_ids.npy"), object_array(tokens))
     save_npy(os.path.join(directory, "batch_segment_ids.npy"), object_array(segments))
     save_npy(os.path.join(directory, "label.npy"), np.array(labels, dtype=np.int64))
-    return tokens
 
 
 def save_npy(path, array):
