@@ -828,7 +828,9 @@ absl::Status Parser::parseNode(onnx::NodeProto& node) {
   } while (consumePunct('.'));
   node.set_op_type(std::move(parts.back()));
   parts.pop_back();
-  if (!parts.empty()) node.set_domain(absl::StrJoin(parts, "."));
+  // `"".Op` names the default domain, which stays unset as when printed bare.
+  std::string domain = absl::StrJoin(parts, ".");
+  if (!domain.empty()) node.set_domain(std::move(domain));
 
   bool attributesFirst = atPunct('<');
   if (attributesFirst) TEXT_RETURN_IF_ERROR(parseAttributes(node));
