@@ -15,7 +15,8 @@ const std::filesystem::path& emptyFolder();
 // Runs what roformer-opt does with a model after loading it, short of the
 // passes: the verifier with ONNX's checker, ONNX shape inference, export to
 // ModelProto, and printing as text followed by parsing that text back. Errors
-// are expected and ignored; only crashes, sanitizer reports and leaks count.
+// are expected and ignored, because only crashes, sanitizer reports and leaks
+// count.
 void exerciseModel(ir::Model& model);
 
 }  // namespace roformer::fuzz
