@@ -1,0 +1,118 @@
+// Backends: where a session's kernels run and where its buffers live.
+//
+// A backend supplies the kernel registry the planner picks kernels from,
+// allocates device buffers (one arena per run, plus output buffers) and copies
+// between host and device memory. The CPU backend is trivial: its device
+// memory is host memory, so inputs, outputs and constant weights are used in
+// place. A CUDA backend implements the same interface with device memory and
+// real copies.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ir/Tensor.h"
+#include "runtime/Kernel.h"
+
+namespace roformer::runtime {
+
+// Alignment in bytes of every buffer a backend allocates and of every arena
+// offset; 64 bytes is one cache line and one AVX-512 register.
+inline constexpr size_t kBufferAlignment = 64;
+
+// Arithmetic precision requested for a session. Only kFp32 runs exactly the
+// model's types; the reduced precisions are for GPU backends.
+enum class Precision { kFp32, kFp16, kBf16 };
+
+const char* precisionName(Precision precision);
+// Parses "fp32", "fp16" or "bf16".
+absl::StatusOr<Precision> parsePrecision(std::string_view name);
+
+// A block of device memory, freed when the last copy of `owner` goes away.
+struct DeviceBuffer {
+  void* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<void> owner;
+};
+
+struct BackendOptions {
+  // Threads for data-parallel kernel loops and matrix products; 0 uses every
+  // hardware thread.
+  int threads = 0;
+  Precision precision = Precision::kFp32;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // The device name that selects this backend ("cpu", "cuda").
+  virtual std::string name() const = 0;
+  virtual const KernelRegistry& kernels() const = 0;
+
+  // True when device memory is host memory, so the executor may hand host
+  // buffers (caller inputs, constant weights, output tensors) to kernels
+  // directly instead of copying them.
+  virtual bool usesHostMemory() const = 0;
+
+  // Allocates `bytes` of device memory aligned to kBufferAlignment. A request
+  // of 0 bytes returns a valid, non-null buffer.
+  virtual absl::StatusOr<DeviceBuffer> allocate(size_t bytes) = 0;
+  virtual absl::Status copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) = 0;
+  virtual absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) = 0;
+
+  // Makes a constant weight readable by kernels for the backend's lifetime.
+  // Host backends return a view of the tensor's own bytes, which the
+  // returned owner keeps alive; device backends upload a copy once.
+  virtual absl::StatusOr<DeviceBuffer> placeConstant(std::shared_ptr<const ir::Tensor> tensor) = 0;
+
+  // Makes a thread pool of the configured size for one run; null when the
+  // backend runs its kernels on the calling thread.
+  virtual std::unique_ptr<ThreadPool> createThreadPool() const = 0;
+};
+
+// The backend that runs the CPU kernels on host memory.
+class CpuBackend : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options);
+
+  std::string name() const override { return "cpu"; }
+  const KernelRegistry& kernels() const override;
+  bool usesHostMemory() const override { return true; }
+  absl::StatusOr<DeviceBuffer> allocate(size_t bytes) override;
+  absl::Status copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) override;
+  absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) override;
+  absl::StatusOr<DeviceBuffer> placeConstant(std::shared_ptr<const ir::Tensor> tensor) override;
+  std::unique_ptr<ThreadPool> createThreadPool() const override;
+
+  int threads() const { return threads_; }
+
+ private:
+  int threads_;
+};
+
+using BackendFactory =
+    std::function<absl::StatusOr<std::shared_ptr<Backend>>(const BackendOptions& options)>;
+
+// Registers a backend under a device name, replacing an earlier one of the
+// same name. "cpu" is built in. Thread-safe.
+void registerBackend(std::string device, BackendFactory factory);
+
+// Creates the backend for `device`. Returns NotFound listing the known
+// devices when no backend of that name is in this build.
+absl::StatusOr<std::shared_ptr<Backend>> createBackend(std::string_view device,
+                                                       const BackendOptions& options);
+
+// Device names with a registered backend, sorted.
+std::vector<std::string> availableBackends();
+
+// Returns `threads`, or the number of hardware threads when it is 0 or less.
+int resolveThreadCount(int threads);
+
+}  // namespace roformer::runtime
