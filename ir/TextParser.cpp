@@ -341,6 +341,9 @@ class Parser {
   absl::Status parseInitializerValue(const onnx::ValueInfoProto& info, size_t offset,
                                      onnx::TensorProto& tensor);
   absl::Status parseType(onnx::TypeProto& type);
+  // Parses `[dims]` when present; sets the shape only then.
+  template <typename TensorType>
+  absl::Status parseOptionalShape(TensorType& tensorType);
   absl::Status parseShape(onnx::TensorShapeProto& shape);
 
   absl::Status parseNode(onnx::NodeProto& node);
@@ -699,12 +702,9 @@ absl::Status Parser::setTensorType(const onnx::TypeProto& type, size_t offset,
   if (!type.has_tensor_type()) {
     return errorAt(offset, concat(what, " needs a tensor type such as float[2, 3]"));
   }
+  // A tensor type without brackets (`float {1.0}`, ONNX's spelling of a
+  // scalar) has no shape; a tensor value has no unknown rank, so it is a scalar.
   const auto& tensorType = type.tensor_type();
-  if (!tensorType.has_shape()) {
-    return errorAt(offset, concat(what,
-                                        " needs known dims: write the element type alone for a "
-                                        "scalar (float) or the dims (float[2, 3]), not float[]"));
-  }
   tensor.set_data_type(tensorType.elem_type());
   for (const auto& dim : tensorType.shape().dim()) {
     if (!dim.has_dim_value()) {
@@ -738,15 +738,7 @@ absl::Status Parser::parseType(onnx::TypeProto& type) {
     advance();
     auto* tensor = type.mutable_tensor_type();
     tensor->set_elem_type(element->dataType);
-    if (!consumePunct('[')) {
-      // No brackets: a scalar, whose shape has no dims.
-      tensor->mutable_shape();
-      return absl::OkStatus();
-    }
-    // `float[]` has no shape: the rank is unknown.
-    if (consumePunct(']')) return absl::OkStatus();
-    TEXT_RETURN_IF_ERROR(parseShape(*tensor->mutable_shape()));
-    return expectPunct(']', "or ',' in the dims");
+    return parseOptionalShape(*tensor);
   }
   if (word == "seq" || word == "optional") {
     advance();
@@ -776,17 +768,23 @@ absl::Status Parser::parseType(onnx::TypeProto& type) {
     advance();
     auto* sparse = type.mutable_sparse_tensor_type();
     sparse->set_elem_type(element->dataType);
-    if (!consumePunct('[')) {
-      sparse->mutable_shape();
-    } else if (!consumePunct(']')) {
-      TEXT_RETURN_IF_ERROR(parseShape(*sparse->mutable_shape()));
-      TEXT_RETURN_IF_ERROR(expectPunct(']', "or ',' in the dims"));
-    }
+    TEXT_RETURN_IF_ERROR(parseOptionalShape(*sparse));
     return expectPunct(')', "to close 'sparse_tensor('");
   }
   return errorAt(offset, concat("unknown type '", word,
                                       "'; expected an element type (float, int64, ...) or seq, "
                                       "map, optional, sparse_tensor"));
+}
+
+template <typename TensorType>
+absl::Status Parser::parseOptionalShape(TensorType& tensorType) {
+  // No brackets: the rank is unknown, so there is no shape.
+  if (!consumePunct('[')) return absl::OkStatus();
+  auto* shape = tensorType.mutable_shape();
+  // `float[]`: a scalar, whose shape has no dims.
+  if (consumePunct(']')) return absl::OkStatus();
+  TEXT_RETURN_IF_ERROR(parseShape(*shape));
+  return expectPunct(']', "or ',' in the dims");
 }
 
 absl::Status Parser::parseShape(onnx::TensorShapeProto& shape) {

@@ -490,11 +490,7 @@ absl::Status Printer::printType(const onnx::TypeProto& type, const std::string& 
       auto name = elementName(tensor.elem_type());
       if (!name.ok()) return name.status();
       text_ += *name;
-      if (!tensor.has_shape()) {
-        text_ += "[]";
-      } else {
-        printShape(tensor.shape());
-      }
+      if (tensor.has_shape()) printShape(tensor.shape());
       return absl::OkStatus();
     }
     case onnx::TypeProto::kSparseTensorType: {
@@ -502,11 +498,7 @@ absl::Status Printer::printType(const onnx::TypeProto& type, const std::string& 
       auto name = elementName(tensor.elem_type());
       if (!name.ok()) return name.status();
       text_ += concat("sparse_tensor(", *name);
-      if (!tensor.has_shape()) {
-        text_ += "[]";
-      } else {
-        printShape(tensor.shape());
-      }
+      if (tensor.has_shape()) printShape(tensor.shape());
       text_ += ')';
       return absl::OkStatus();
     }
@@ -545,9 +537,9 @@ absl::Status Printer::printType(const onnx::TypeProto& type, const std::string& 
   return missing("type kind");
 }
 
+// Prints the dims in brackets, so a scalar prints `[]`. A type without a
+// shape (unknown rank) prints no brackets at all.
 void Printer::printShape(const onnx::TensorShapeProto& shape) {
-  // A shape with no dims is a scalar, spelled by the element type alone.
-  if (shape.dim_size() == 0) return;
   text_ += '[';
   for (int i = 0; i < shape.dim_size(); ++i) {
     if (i > 0) text_ += ", ";
@@ -756,14 +748,12 @@ absl::Status Printer::printTensorType(const onnx::TensorProto& tensor, const std
                      ", which is not an ONNX element type the text format can name"));
   }
   text_ += type->name;
-  if (tensor.dims_size() > 0) {
-    text_ += '[';
-    for (int i = 0; i < tensor.dims_size(); ++i) {
-      if (i > 0) text_ += ", ";
-      text_ += concat(tensor.dims(i));
-    }
-    text_ += ']';
+  text_ += '[';
+  for (int i = 0; i < tensor.dims_size(); ++i) {
+    if (i > 0) text_ += ", ";
+    text_ += concat(tensor.dims(i));
   }
+  text_ += ']';
   return absl::OkStatus();
 }
 
