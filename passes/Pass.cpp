@@ -47,7 +47,7 @@ std::vector<PassOptionInfo> Pass::options() const {
 void Pass::declareOption(std::string name, std::string description, bool* target) {
   options_[name] = Option{std::move(description), *target ? "true" : "false",
                           [target](std::string_view value) -> absl::Status {
-                            std::string lower = absl::AsciiStrToLower(value);
+                            std::string lower = absl::AsciiStrToLower(std::string(value));
                             if (lower == "true" || lower == "1" || lower.empty()) {
                               *target = true;
                             } else if (lower == "false" || lower == "0") {
@@ -63,7 +63,7 @@ void Pass::declareOption(std::string name, std::string description, bool* target
 void Pass::declareOption(std::string name, std::string description, int64_t* target) {
   options_[name] = Option{std::move(description), std::to_string(*target),
                           [target](std::string_view value) -> absl::Status {
-                            if (!absl::SimpleAtoi(value, target)) {
+                            if (!absl::SimpleAtoi(std::string(value), target)) {
                               return absl::InvalidArgumentError(
                                   absl::StrCat("expected an integer, got '", std::string(value), "'"));
                             }
@@ -74,7 +74,7 @@ void Pass::declareOption(std::string name, std::string description, int64_t* tar
 void Pass::declareOption(std::string name, std::string description, double* target) {
   options_[name] = Option{std::move(description), absl::StrCat(*target),
                           [target](std::string_view value) -> absl::Status {
-                            if (!absl::SimpleAtod(value, target)) {
+                            if (!absl::SimpleAtod(std::string(value), target)) {
                               return absl::InvalidArgumentError(
                                   absl::StrCat("expected a number, got '", std::string(value), "'"));
                             }
