@@ -1,0 +1,461 @@
+// roformer-run: runs an ONNX model with the project's runtime and reports
+// latency and throughput like trtexec, CAIL2019-SCM pairwise accuracy, and
+// the differences from a reference model.
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "ir/ModelIO.h"
+#include "ir/Schemas.h"
+#include "llvm/Support/CommandLine.h"
+#include "runtime/Session.h"
+#include "tools/roformer-run/Cail2019.h"
+#include "tools/roformer-run/Inputs.h"
+#include "tools/roformer-run/Report.h"
+
+namespace cl = llvm::cl;
+using namespace roformer;
+using runtime::HostTensor;
+using runtime::Session;
+
+namespace {
+
+cl::OptionCategory category("roformer-run options");
+
+cl::opt<std::string> modelPath(cl::Positional, cl::desc("<model .onnx>"), cl::cat(category));
+cl::list<std::string> inputSpecs(
+    "input",
+    cl::desc("Feed input NAME from a .npy file (repeat per input), or every input from the "
+             "arrays of an .npz file"),
+    cl::value_desc("NAME=FILE.npy|FILE.npz"), cl::cat(category));
+cl::opt<bool> synthetic("synthetic",
+                        cl::desc("Generate the token and segment ids not given with --input"),
+                        cl::cat(category));
+cl::opt<int64_t> batchSize("batch",
+                           cl::desc("Sequences per run (default: the model's fixed batch, or 1)"),
+                           cl::init(0), cl::cat(category));
+cl::opt<int64_t> seqLen("seq-len",
+                        cl::desc("Tokens per sequence (default: the model's fixed sequence "
+                                 "length, or 1024)"),
+                        cl::init(0), cl::cat(category));
+cl::opt<uint64_t> seed("seed", cl::desc("Seed of the synthetic ids (default 0)"), cl::init(0),
+                       cl::cat(category));
+cl::opt<int64_t> vocab("vocab",
+                       cl::desc("Vocabulary size for synthetic ids when no Gather table tells it"),
+                       cl::init(0), cl::cat(category));
+cl::opt<std::string> device("device", cl::desc("Backend: cpu or cuda (default cpu)"),
+                            cl::init("cpu"), cl::cat(category));
+cl::opt<int> threads("threads", cl::desc("Threads for kernels and BLAS (default: all cores)"),
+                     cl::init(0), cl::cat(category));
+cl::opt<std::string> precision("precision",
+                               cl::desc("fp32, or fp16/bf16 on the cuda device (default fp32)"),
+                               cl::init("fp32"), cl::cat(category));
+cl::opt<int> warmup("warmup", cl::desc("Untimed runs before timing (default 1)"), cl::init(1),
+                    cl::cat(category));
+cl::opt<int> iterations("iterations", cl::desc("Timed runs (default 10)"), cl::init(10),
+                        cl::cat(category));
+cl::opt<std::string> outputDir(
+    "output-dir",
+    cl::desc("Write each output as DIR/<name>.npy (characters outside [A-Za-z0-9_.-] become _) "
+             "and DIR/outputs.json mapping output names to files"),
+    cl::value_desc("dir"), cl::cat(category));
+cl::opt<std::string> saveInputs(
+    "save-inputs",
+    cl::desc("Write the inputs of the run (synthetic ones included) as DIR/<name>.npy and "
+             "DIR/inputs.json mapping input names to files"),
+    cl::value_desc("dir"), cl::cat(category));
+cl::opt<std::string> jsonPath("json", cl::desc("Write the report as JSON to this file"),
+                              cl::value_desc("file"), cl::cat(category));
+cl::opt<std::string> cail2019Dir(
+    "cail2019",
+    cl::desc("Run a ByteMLPerf open_cail2019 folder in batches and report the pairwise accuracy "
+             "mean(score[2i] > score[2i+1])"),
+    cl::value_desc("dir"), cl::cat(category));
+cl::opt<std::string> scoreOutput(
+    "score-output",
+    cl::desc("Output with one score per sequence for --cail2019 (default: the first of shape "
+             "[batch] or [batch, 1])"),
+    cl::cat(category));
+cl::opt<std::string> compareTo(
+    "compare-to",
+    cl::desc("Also run this model on the same inputs and print max abs error, max rel error and "
+             "cosine similarity per output"),
+    cl::value_desc("reference.onnx"), cl::cat(category));
+cl::opt<double> compareTolerance(
+    "compare-tolerance",
+    cl::desc("With --compare-to, fail (exit 1) when an output's max abs error exceeds this"),
+    cl::init(-1.0), cl::cat(category));
+cl::opt<bool> listOps("list-ops", cl::desc("List the ops the device's backend runs and exit"),
+                      cl::cat(category));
+
+int fail(const absl::Status& status) {
+  std::cerr << "roformer-run: error: " << status.message() << "\n";
+  return 1;
+}
+
+std::string describeTensor(const std::string& name, const HostTensor& tensor) {
+  return absl::StrCat(name, " ", std::string(ir::dataTypeName(tensor.type())), " ",
+                      runtime::shapeToString(tensor.shape()));
+}
+
+double mebibytes(size_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+// Chooses a dim from the flag, the model's fixed dim, or the default; fails
+// when the flag contradicts a fixed dim.
+absl::StatusOr<int64_t> chooseDim(const char* flag, int64_t requested,
+                                  std::optional<int64_t> fixed, int64_t fallback) {
+  if (requested < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be positive"));
+  }
+  if (requested > 0 && fixed && *fixed != requested) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", requested,
+                                                   " differs from the model's fixed size ",
+                                                   *fixed));
+  }
+  if (requested > 0) return requested;
+  return fixed.value_or(fallback);
+}
+
+void printLatency(const run::LatencyStats& stats, int64_t batch) {
+  std::cout << absl::StrFormat(
+      "Latency (ms, %d runs): mean %.3f  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n",
+      stats.count, stats.meanMs, stats.minMs, stats.p50Ms, stats.p90Ms, stats.p99Ms,
+      stats.maxMs);
+  double throughput = stats.totalSeconds > 0
+                          ? static_cast<double>(batch) * stats.count / stats.totalSeconds
+                          : 0.0;
+  std::cout << absl::StrFormat("Throughput: %.2f sequences/s (batch %d)\n", throughput, batch);
+}
+
+void writeLatencyJson(run::JsonWriter& json, const run::LatencyStats& stats, double sequences) {
+  json.beginObject("latency_ms");
+  json.number("mean", stats.meanMs);
+  json.number("min", stats.minMs);
+  json.number("p50", stats.p50Ms);
+  json.number("p90", stats.p90Ms);
+  json.number("p99", stats.p99Ms);
+  json.number("max", stats.maxMs);
+  json.endObject();
+  json.number("throughput_sequences_per_s",
+              stats.totalSeconds > 0 ? sequences / stats.totalSeconds : 0.0);
+}
+
+// Prints the comparison table; returns an error when a tolerance is exceeded
+// or outputs cannot be compared.
+absl::Status reportComparison(const std::map<std::string, run::OutputComparison>& comparisons,
+                              const Session& session, const Session& reference,
+                              run::JsonWriter& json) {
+  std::cout << "Comparison with " << compareTo << ":\n";
+  std::cout << absl::StrFormat("  %-32s %14s %14s %14s\n", "output", "max abs err",
+                               "max rel err", "cosine sim");
+  json.beginObject("compare");
+  json.string("reference", std::string(compareTo));
+  json.beginObject("outputs");
+  std::vector<std::string> failures;
+  for (const runtime::TensorInfo& info : session.outputs()) {
+    auto it = comparisons.find(info.name);
+    if (it == comparisons.end()) {
+      std::cout << absl::StrFormat("  %-32s not an output of the reference\n", info.name);
+      continue;
+    }
+    const run::OutputComparison& comparison = it->second;
+    json.beginObject(info.name);
+    if (comparison.shapeMismatch()) {
+      std::cout << absl::StrFormat("  %-32s %s\n", info.name, comparison.mismatch());
+      json.string("mismatch", comparison.mismatch());
+      failures.push_back(absl::StrCat("output '", info.name, "': ", comparison.mismatch()));
+    } else {
+      std::cout << absl::StrFormat("  %-32s %14.3e %14.3e %14.8f", info.name,
+                                   comparison.maxAbsError(), comparison.maxRelError(),
+                                   comparison.cosineSimilarity());
+      if (comparison.nonFiniteMismatches() > 0) {
+        std::cout << "  (" << comparison.nonFiniteMismatches() << " NaN/inf mismatches)";
+      }
+      std::cout << "\n";
+      json.number("max_abs_error", comparison.maxAbsError());
+      json.number("max_rel_error", comparison.maxRelError());
+      json.number("cosine_similarity", comparison.cosineSimilarity());
+      json.integer("non_finite_mismatches", comparison.nonFiniteMismatches());
+      json.integer("elements", comparison.elements());
+      if (compareTolerance >= 0 && (comparison.maxAbsError() > compareTolerance ||
+                                    comparison.nonFiniteMismatches() > 0)) {
+        failures.push_back(absl::StrFormat(
+            "output '%s' differs from the reference by %.3e max abs error%s, more than "
+            "--compare-tolerance %.3e",
+            info.name, comparison.maxAbsError(),
+            comparison.nonFiniteMismatches() > 0 ? " and NaN/inf mismatches" : "",
+            compareTolerance.getValue()));
+      }
+    }
+    json.endObject();
+  }
+  for (const runtime::TensorInfo& info : reference.outputs()) {
+    if (!comparisons.count(info.name)) {
+      std::cout << absl::StrFormat("  %-32s only in the reference\n", info.name);
+    }
+  }
+  json.endObject();
+  json.endObject();
+  if (!failures.empty()) return absl::FailedPreconditionError(absl::StrJoin(failures, "; "));
+  return absl::OkStatus();
+}
+
+int runMain() {
+  absl::StatusOr<runtime::Precision> parsedPrecision = runtime::parsePrecision(precision);
+  if (!parsedPrecision.ok()) return fail(parsedPrecision.status());
+  if (*parsedPrecision != runtime::Precision::kFp32 && device != "cuda") {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("--precision ", std::string(precision), " needs --device cuda; the ",
+                     std::string(device), " device computes in fp32")));
+  }
+  if (threads < 0) return fail(absl::InvalidArgumentError("--threads must be 0 or more"));
+
+  if (listOps) {
+    runtime::BackendOptions backendOptions;
+    backendOptions.threads = 1;
+    absl::StatusOr<std::shared_ptr<runtime::Backend>> backend =
+        runtime::createBackend(device, backendOptions);
+    if (!backend.ok()) return fail(backend.status());
+    for (const std::string& op : (*backend)->kernels().listOps()) std::cout << op << "\n";
+    return 0;
+  }
+
+  if (modelPath.empty()) {
+    return fail(absl::InvalidArgumentError("no model given; usage: roformer-run MODEL [options]"));
+  }
+  if (iterations < 1) return fail(absl::InvalidArgumentError("--iterations must be at least 1"));
+  if (warmup < 0) return fail(absl::InvalidArgumentError("--warmup must be 0 or more"));
+  if (inputSpecs.empty() && !synthetic && cail2019Dir.empty()) {
+    return fail(absl::InvalidArgumentError(
+        "no inputs: pass --input NAME=FILE.npy, --synthetic or --cail2019 DIR"));
+  }
+  if (!cail2019Dir.empty() && (!inputSpecs.empty() || synthetic)) {
+    return fail(absl::InvalidArgumentError(
+        "--cail2019 reads its inputs from the folder; drop --input and --synthetic"));
+  }
+
+  runtime::SessionOptions options;
+  options.device = device;
+  options.threads = threads;
+  options.precision = *parsedPrecision;
+
+  auto loadStart = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<ir::Model>> model = ir::loadModel(modelPath);
+  if (!model.ok()) return fail(model.status());
+  absl::StatusOr<std::unique_ptr<Session>> created =
+      Session::create(std::shared_ptr<const ir::Model>(std::move(*model)), options);
+  if (!created.ok()) return fail(created.status());
+  const Session& session = **created;
+  double loadSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - loadStart).count();
+
+  std::unique_ptr<Session> reference;
+  if (!compareTo.empty()) {
+    absl::StatusOr<std::unique_ptr<Session>> loaded = Session::createFromFile(compareTo, options);
+    if (!loaded.ok()) {
+      return fail(absl::Status(loaded.status().code(),
+                               absl::StrCat("reference model: ", loaded.status().message())));
+    }
+    reference = std::move(*loaded);
+  }
+
+  int resolvedThreads = runtime::resolveThreadCount(threads);
+  std::cout << absl::StrFormat("Model: %s (%d nodes to run), loaded in %.2f s\n",
+                               std::string(modelPath), session.stepCount(), loadSeconds);
+  std::cout << absl::StrFormat("Device: %s, %d threads, %s\n", session.backend().name(),
+                               resolvedThreads, runtime::precisionName(*parsedPrecision));
+
+  run::IdInputs ids = run::findIdInputs(
+      session, vocab > 0 ? std::optional<int64_t>(vocab) : std::nullopt);
+  std::optional<int64_t> fixedBatch;
+  std::optional<int64_t> fixedSeq;
+  if (ids.tokenInput >= 0) {
+    fixedBatch = run::fixedDim(session.inputs()[ids.tokenInput], 0);
+    fixedSeq = run::fixedDim(session.inputs()[ids.tokenInput], 1);
+  }
+
+  run::JsonWriter json;
+  json.beginObject();
+  json.string("model", modelPath);
+  json.string("device", session.backend().name());
+  json.integer("threads", resolvedThreads);
+  json.string("precision", runtime::precisionName(*parsedPrecision));
+  absl::Status compareStatus;
+
+  if (!cail2019Dir.empty()) {
+    // ---- CAIL2019-SCM accuracy ----
+    absl::StatusOr<int64_t> batch = chooseDim("batch", batchSize, fixedBatch, 1);
+    if (!batch.ok()) return fail(batch.status());
+    absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, fixedSeq, 1024);
+    if (!length.ok()) return fail(length.status());
+    absl::StatusOr<run::CailData> data = run::loadCail2019(cail2019Dir);
+    if (!data.ok()) return fail(data.status());
+
+    run::CailOptions cailOptions;
+    cailOptions.batch = *batch;
+    cailOptions.seqLen = *length;
+    cailOptions.scoreOutput = scoreOutput;
+    cailOptions.warmup = warmup;
+    cailOptions.reference = reference.get();
+    cailOptions.keepOutputs = !outputDir.empty();
+    cailOptions.progressBar = isatty(STDERR_FILENO) != 0;
+    absl::StatusOr<run::CailResult> result = run::runCail2019(session, ids, *data, cailOptions);
+    if (!result.ok()) return fail(result.status());
+
+    std::cout << absl::StrFormat("CAIL2019: %d sequences, batch %d, sequence length %d\n",
+                                 result->sequences, *batch, *length);
+    if (result->truncated > 0) {
+      std::cout << absl::StrFormat("  %d sequences were longer and were cut to %d tokens\n",
+                                   result->truncated, *length);
+    }
+    std::cout << absl::StrFormat("Accuracy: %.6f (%d of %d pairs with score[2i] > score[2i+1], "
+                                 "scores from %s)\n",
+                                 result->accuracy, result->correct, result->pairs,
+                                 result->scoreOutput);
+    run::LatencyStats stats = run::summarizeLatencies(result->latenciesMs);
+    printLatency(stats, *batch);
+
+    json.integer("batch", *batch);
+    json.integer("seq_len", *length);
+    json.integer("warmup", warmup);
+    json.integer("iterations", static_cast<int64_t>(stats.count));
+    writeLatencyJson(json, stats, static_cast<double>(result->sequences));
+    json.beginObject("cail2019");
+    json.string("folder", cail2019Dir);
+    json.integer("sequences", result->sequences);
+    json.integer("pairs", result->pairs);
+    json.integer("correct_pairs", result->correct);
+    json.number("accuracy", result->accuracy);
+    json.integer("truncated_sequences", result->truncated);
+    json.string("score_output", result->scoreOutput);
+    json.endObject();
+
+    if (!outputDir.empty()) {
+      absl::Status written = run::writeTensorFolder(outputDir, result->outputs, "outputs.json");
+      if (!written.ok()) return fail(written);
+    }
+    if (reference) compareStatus = reportComparison(result->comparisons, session, *reference, json);
+  } else {
+    // ---- Latency and throughput on given or synthetic inputs ----
+    absl::StatusOr<std::map<std::string, HostTensor>> inputs =
+        run::readInputFiles(session, inputSpecs);
+    if (!inputs.ok()) return fail(inputs.status());
+    int64_t batch = 0;
+    int64_t syntheticLength = 0;
+    if (synthetic) {
+      absl::StatusOr<int64_t> chosenBatch = chooseDim("batch", batchSize, fixedBatch, 1);
+      if (!chosenBatch.ok()) return fail(chosenBatch.status());
+      absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, fixedSeq, 1024);
+      if (!length.ok()) return fail(length.status());
+      run::SyntheticOptions syntheticOptions{*chosenBatch, *length, seed};
+      if (absl::Status s = run::addSyntheticInputs(session, ids, syntheticOptions, *inputs);
+          !s.ok()) {
+        return fail(s);
+      }
+      batch = *chosenBatch;
+      syntheticLength = *length;
+    } else if (batchSize > 0 || seqLen > 0) {
+      return fail(absl::InvalidArgumentError(
+          "--batch and --seq-len shape synthetic inputs; with --input the files set the shapes"));
+    }
+    std::vector<std::string> described;
+    for (const runtime::TensorInfo& info : session.inputs()) {
+      auto it = inputs->find(info.name);
+      if (it == inputs->end()) continue;
+      described.push_back(describeTensor(info.name, it->second));
+      if (batch == 0 && !it->second.shape().empty()) batch = it->second.shape()[0];
+    }
+    if (batch == 0) batch = 1;
+    std::cout << "Inputs: " << absl::StrJoin(described, ", ") << "\n";
+    if (!saveInputs.empty()) {
+      std::vector<std::pair<std::string, HostTensor>> ordered;
+      for (const runtime::TensorInfo& info : session.inputs()) {
+        auto it = inputs->find(info.name);
+        if (it != inputs->end()) ordered.emplace_back(info.name, it->second);
+      }
+      if (absl::Status s = run::writeTensorFolder(saveInputs, ordered, "inputs.json"); !s.ok()) return fail(s);
+    }
+
+    absl::StatusOr<std::map<std::string, HostTensor>> outputs;
+    for (int i = 0; i < warmup; ++i) {
+      outputs = session.run(*inputs);
+      if (!outputs.ok()) return fail(outputs.status());
+    }
+    std::vector<double> latencies;
+    for (int i = 0; i < iterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      outputs = session.run(*inputs);
+      auto stop = std::chrono::steady_clock::now();
+      if (!outputs.ok()) return fail(outputs.status());
+      latencies.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    }
+    run::LatencyStats stats = run::summarizeLatencies(latencies);
+    printLatency(stats, batch);
+    runtime::SessionStats sessionStats = session.stats();
+    std::cout << absl::StrFormat("Arena: %.2f MiB for %.2f MiB of intermediate tensors\n",
+                                 mebibytes(sessionStats.arenaBytes),
+                                 mebibytes(sessionStats.unsharedBytes));
+    std::vector<std::string> outputLines;
+    for (const runtime::TensorInfo& info : session.outputs()) {
+      outputLines.push_back(describeTensor(info.name, outputs->at(info.name)));
+    }
+    std::cout << "Outputs: " << absl::StrJoin(outputLines, ", ") << "\n";
+
+    json.integer("batch", batch);
+    if (syntheticLength > 0) json.integer("seq_len", syntheticLength);
+    json.integer("warmup", warmup);
+    json.integer("iterations", iterations);
+    writeLatencyJson(json, stats, static_cast<double>(batch) * static_cast<double>(stats.count));
+    json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
+    json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
+
+    if (!outputDir.empty()) {
+      std::vector<std::pair<std::string, HostTensor>> ordered;
+      for (const runtime::TensorInfo& info : session.outputs()) {
+        ordered.emplace_back(info.name, outputs->at(info.name));
+      }
+      absl::Status written = run::writeTensorFolder(outputDir, ordered, "outputs.json");
+      if (!written.ok()) return fail(written);
+    }
+    if (reference) {
+      absl::StatusOr<std::map<std::string, HostTensor>> expected = reference->run(*inputs);
+      if (!expected.ok()) {
+        return fail(absl::Status(expected.status().code(),
+                                 absl::StrCat("reference model: ", expected.status().message())));
+      }
+      std::map<std::string, run::OutputComparison> comparisons;
+      for (const auto& [name, tensor] : *outputs) {
+        auto it = expected->find(name);
+        if (it != expected->end()) comparisons[name].add(tensor, it->second);
+      }
+      compareStatus = reportComparison(comparisons, session, *reference, json);
+    }
+  }
+
+  json.endObject();
+  if (!jsonPath.empty()) {
+    if (absl::Status s = ir::writeFileAtomically(std::string(jsonPath), json.text() + "\n"); !s.ok()) {
+      return fail(s);
+    }
+  }
+  if (!compareStatus.ok()) return fail(compareStatus);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "roformer-run: run an ONNX model with the roformer-opt runtime and report latency, "
+      "throughput, accuracy and differences from a reference\n");
+  ir::registerContribSchemas();
+  return runMain();
+}
