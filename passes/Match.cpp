@@ -89,6 +89,12 @@ std::optional<std::vector<ir::Node*>> matchParentPath(const ir::Node* node,
 
 std::optional<double> scalarConstant(const ir::Value* value) {
   if (value == nullptr) return std::nullopt;
+  if (const ir::Node* cast = value->producer(); cast != nullptr && cast->is("Cast")) {
+    absl::StatusOr<int64_t> to = cast->intAttribute("to", 0);
+    bool toFloat = to.ok() && (*to == static_cast<int64_t>(ir::DataType::kFloat) ||
+                               *to == static_cast<int64_t>(ir::DataType::kDouble));
+    return toFloat ? scalarConstant(cast->input(0)) : std::nullopt;
+  }
   std::shared_ptr<ir::Tensor> tensor = ir::constantOf(value);
   if (tensor == nullptr || tensor->rank() > 1 || tensor->elementCount() != 1) return std::nullopt;
   // NOTE: float16 and bfloat16 constants are not decoded (toDoubleVector
@@ -129,6 +135,45 @@ bool requireSingleUse(const ir::Value* value, MatchFailure* why) {
   return mismatch(why, absl::StrCat(describeValue(value), " has ", value->useCount(),
                                     " uses (", absl::StrJoin(users, ", "),
                                     "), so fusing would lose the extra ones"));
+}
+
+bool requireUsersWithin(const ir::Value* value, const std::vector<const ir::Node*>& allowed,
+                        MatchFailure* why) {
+  if (value == nullptr) return mismatch(why, "an expected intermediate value is omitted");
+  if (value->isGraphOutput()) {
+    return mismatch(why, absl::StrCat(describeValue(value),
+                                      " is a graph output, so fusing would lose it"));
+  }
+  for (const ir::Use& use : value->uses()) {
+    if (std::find(allowed.begin(), allowed.end(), use.user) == allowed.end()) {
+      return mismatch(why, absl::StrCat(describeValue(value), " is also used by ",
+                                        use.user->describe(),
+                                        ", so fusing would lose that use"));
+    }
+  }
+  return true;
+}
+
+void eraseUnusedNodes(ir::Graph& graph, std::vector<ir::Node*> nodes) {
+  // A pattern may list a node twice; erasing it twice would free it twice.
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  bool progress = true;
+  while (progress && !nodes.empty()) {
+    progress = false;
+    for (auto it = nodes.begin(); it != nodes.end();) {
+      bool used = false;
+      for (const ir::Value* output : (*it)->outputs()) {
+        if (output != nullptr && output->hasUses()) used = true;
+      }
+      if (used || !graph.eraseNode(*it).ok()) {
+        ++it;
+        continue;
+      }
+      it = nodes.erase(it);
+      progress = true;
+    }
+  }
 }
 
 std::optional<OperandOrder> commutativeOperands(const ir::Node* node,

@@ -70,6 +70,8 @@ std::optional<std::vector<ir::Node*>> matchParentPath(const ir::Node* node,
 // or [1], converted to double. Any float, double or integer element type is
 // accepted, and anything else gives nullopt. A constant of shape [1, 1] is not
 // a scalar here because broadcasting it can raise the rank of the result.
+// A Cast to float or double of such a constant is read through, as ONNX's
+// function expansions write `Cast(Constant)` for attribute values.
 std::optional<double> scalarConstant(const ir::Value* value);
 
 // Checks that `value` is a scalar constant (as scalarConstant reads it) within
@@ -84,6 +86,13 @@ bool isSingleUse(const ir::Value* value);
 
 // isSingleUse with a reason naming the value and its users.
 bool requireSingleUse(const ir::Value* value, MatchFailure* why);
+
+// Checks that every use of `value` is an input of one of `allowed` and that
+// it is not a graph output, so that removing the `allowed` nodes loses no
+// result. For intermediates that a pattern reads more than once, such as
+// `d` in `Mul(d, d)`.
+bool requireUsersWithin(const ir::Value* value, const std::vector<const ir::Node*>& allowed,
+                        MatchFailure* why);
 
 // Operand positions of a binary commutative node (Add, Mul): `matched` is the
 // input that satisfied the predicate, `other` the remaining one.
@@ -110,6 +119,11 @@ std::optional<std::vector<int64_t>> reductionAxes(const ir::Node* node, MatchFai
 
 // The rank of `value` when its shape is known.
 std::optional<int64_t> rankOf(const ir::Value* value);
+
+// Erases the nodes of a replaced pattern whose outputs are no longer used,
+// repeating until none is left or none can go. A node whose output is still
+// used stays, so a caller can leave shared producers to dce.
+void eraseUnusedNodes(ir::Graph& graph, std::vector<ir::Node*> nodes);
 
 // True when `axis` names the last axis of a tensor of rank `rank`: -1 always,
 // and rank - 1 when the rank is known.

@@ -7,7 +7,17 @@
 
 namespace roformer::passes {
 
+std::unique_ptr<Pass> createCsePass();
 std::unique_ptr<Pass> createDcePass();
+std::unique_ptr<Pass> createEliminateIdentitiesPass();
+std::unique_ptr<Pass> createFoldConstantsPass();
+std::unique_ptr<Pass> createInferShapesPass();
+std::unique_ptr<Pass> createFuseRotaryAttentionPass();
+std::unique_ptr<Pass> createFuseLayerNormPass();
+std::unique_ptr<Pass> createPackQkvPass();
+std::unique_ptr<Pass> createSanitizeNamesPass();
+std::unique_ptr<Pass> createSetInputShapePass();
+std::unique_ptr<Pass> createSimplifyReshapesPass();
 std::unique_ptr<Pass> createTopoSortPass();
 
 }  // namespace roformer::passes

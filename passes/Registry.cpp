@@ -9,7 +9,17 @@ namespace roformer::passes {
 const std::vector<RegisteredPass>& registeredPasses() {
   static const std::vector<RegisteredPass> passes = [] {
     std::vector<PassFactory> factories = {
+        createCsePass,
         createDcePass,
+        createEliminateIdentitiesPass,
+        createFoldConstantsPass,
+        createInferShapesPass,
+        createFuseRotaryAttentionPass,
+        createFuseLayerNormPass,
+        createPackQkvPass,
+        createSanitizeNamesPass,
+        createSetInputShapePass,
+        createSimplifyReshapesPass,
         createTopoSortPass,
     };
     std::vector<RegisteredPass> out;
