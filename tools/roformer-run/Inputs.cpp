@@ -325,10 +325,8 @@ absl::StatusOr<std::map<std::string, HostTensor>> readInputFiles(
     }
     return std::nullopt;
   };
-  auto add = [&](const std::string& name, HostTensor tensor,
-                 const std::string& file) -> absl::Status {
-    std::optional<DataType> type = declaredType(name);
-    if (!type) {
+  auto checkName = [&](const std::string& name, const std::string& file) -> absl::Status {
+    if (!declaredType(name)) {
       std::vector<std::string> names;
       for (const TensorInfo& info : session.inputs()) names.push_back("'" + info.name + "'");
       return absl::InvalidArgumentError(absl::StrCat("'", name, "' from ", file,
@@ -339,6 +337,12 @@ absl::StatusOr<std::map<std::string, HostTensor>> readInputFiles(
     if (inputs.count(name)) {
       return absl::InvalidArgumentError(absl::StrCat("input '", name, "' is given twice"));
     }
+    return absl::OkStatus();
+  };
+  auto add = [&](const std::string& name, HostTensor tensor,
+                 const std::string& file) -> absl::Status {
+    if (absl::Status valid = checkName(name, file); !valid.ok()) return valid;
+    std::optional<DataType> type = declaredType(name);
     if (*type != DataType::kUndefined && tensor.type() != *type) {
       absl::StatusOr<HostTensor> converted = convertTensor(tensor, *type, name);
       if (!converted.ok()) return converted.status();
@@ -364,6 +368,7 @@ absl::StatusOr<std::map<std::string, HostTensor>> readInputFiles(
     }
     std::string name = spec.substr(0, equals);
     std::string file = spec.substr(equals + 1);
+    if (absl::Status valid = checkName(name, file); !valid.ok()) return valid;
     absl::StatusOr<HostTensor> tensor = runtime::readNpy(file);
     if (!tensor.ok()) return tensor.status();
     if (absl::Status added = add(name, std::move(*tensor), file); !added.ok()) return added;
