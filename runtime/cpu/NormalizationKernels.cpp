@@ -20,8 +20,10 @@ void softmaxRow(const T* x, T* y, int64_t n, bool logarithm) {
     if (logarithm) {
       float sum = 0.0f;
       for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - max);
-      const float shift = max + std::log(sum);
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] - shift;
+      // (x - max) - log(sum), in that order: x - (max + log(sum)) would round
+      // the small log(sum) away against a large max.
+      const float logSum = std::log(sum);
+      for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - max) - logSum;
       return;
     }
     const float sum = expShiftedSum(x, max, y, n);
@@ -32,7 +34,7 @@ void softmaxRow(const T* x, T* y, int64_t n, bool logarithm) {
     T sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - max);
     for (int64_t i = 0; i < n; ++i) {
-      y[i] = logarithm ? x[i] - max - std::log(sum) : std::exp(x[i] - max) / sum;
+      y[i] = logarithm ? (x[i] - max) - std::log(sum) : std::exp(x[i] - max) / sum;
     }
   }
 }
@@ -62,7 +64,7 @@ void softmaxColumns(const T* x, T* y, int64_t n, int64_t inner, bool logarithm) 
     const T* row = x + k * inner;
     T* out = y + k * inner;
     for (int64_t i = 0; i < inner; ++i) {
-      out[i] = logarithm ? row[i] - max[i] - std::log(sum[i]) : out[i] / sum[i];
+      out[i] = logarithm ? (row[i] - max[i]) - std::log(sum[i]) : out[i] / sum[i];
     }
   }
 }
