@@ -1,0 +1,411 @@
+// Malformed models: each must give an error naming the file and the node or
+// tensor at fault, never a crash. ModelIOTest covers the basic cases: corrupt
+// file, undefined input, duplicate definition, short raw data, negative dim,
+// cycle, and external data leaving the folder or exceeding the file. The tests
+// here cover the rest.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "ir/ModelIO.h"
+#include "ir/Verifier.h"
+
+namespace roformer::ir {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define EXPECT_MESSAGE_HAS(status, text)                                      \
+  EXPECT_NE(std::string((status).message()).find(text), std::string::npos) \
+      << "message: " << (status).message()
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "roformer-robust-XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+onnx::ValueInfoProto floatInfo(const std::string& name, std::vector<int64_t> dims) {
+  onnx::ValueInfoProto info;
+  info.set_name(name);
+  auto* tensor = info.mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t dim : dims) tensor->mutable_shape()->add_dim()->set_dim_value(dim);
+  return info;
+}
+
+// x -> Relu "relu" -> r -> Add "add" (with initializer w) -> y
+onnx::ModelProto makeModel() {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  auto* graph = model.mutable_graph();
+  graph->set_name("g");
+  *graph->add_input() = floatInfo("x", {4});
+  auto* weights = graph->add_initializer();
+  weights->set_name("w");
+  weights->set_data_type(onnx::TensorProto::FLOAT);
+  weights->add_dims(4);
+  std::vector<float> values = {1, 2, 3, 4};
+  weights->set_raw_data(values.data(), values.size() * sizeof(float));
+
+  auto* relu = graph->add_node();
+  relu->set_name("relu");
+  relu->set_op_type("Relu");
+  relu->add_input("x");
+  relu->add_output("r");
+  auto* add = graph->add_node();
+  add->set_name("add");
+  add->set_op_type("Add");
+  add->add_input("r");
+  add->add_input("w");
+  add->add_output("y");
+  *graph->add_output() = floatInfo("y", {4});
+  return model;
+}
+
+onnx::TensorProto* weights(onnx::ModelProto& model) {
+  return model.mutable_graph()->mutable_initializer(0);
+}
+
+void setExternal(onnx::TensorProto* tensor, const std::vector<std::pair<std::string, std::string>>&
+                                                entries) {
+  tensor->clear_raw_data();
+  tensor->set_data_location(onnx::TensorProto::EXTERNAL);
+  for (const auto& [key, value] : entries) {
+    auto* entry = tensor->add_external_data();
+    entry->set_key(key);
+    entry->set_value(value);
+  }
+}
+
+absl::Status importStatus(const onnx::ModelProto& model, const fs::path& dir = ".") {
+  return importModel(model, dir, "bad.onnx").status();
+}
+
+// ---- Graph structure ----
+
+TEST(Robustness, EmptyGraphLoads) {
+  // A graph without nodes, inputs or outputs is valid ONNX. The loader
+  // accepts it, and it exports unchanged.
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  model.mutable_graph()->set_name("empty");
+  auto loaded = importModel(model, ".", "empty.onnx");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->graph().nodeCount(), 0u);
+  EXPECT_TRUE(verifyModel(**loaded).ok()) << verifyModel(**loaded);
+  EXPECT_EQ(exportModel(**loaded).graph().node_size(), 0);
+}
+
+TEST(Robustness, ModelWithoutGraphRejected) {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "has no graph");
+}
+
+
+TEST(Robustness, GraphOutputNothingProduces) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_output(0)->set_name("missing");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "graph output 'missing'");
+  EXPECT_MESSAGE_HAS(status, "not produced");
+}
+
+TEST(Robustness, OutputNameOfInitializerRejected) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_output(0, "w");
+  model.mutable_graph()->mutable_node(1)->set_input(0, "w");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "'w'");
+  EXPECT_MESSAGE_HAS(status, "defined more than once");
+  EXPECT_MESSAGE_HAS(status, "'relu'");
+}
+
+TEST(Robustness, DuplicateInitializerRejected) {
+  onnx::ModelProto model = makeModel();
+  *model.mutable_graph()->add_initializer() = *weights(model);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "defined twice");
+}
+
+
+// ---- Opsets and domains ----
+
+
+
+TEST(Robustness, CustomDomainWithImportLoads) {
+  // Ops of a domain that this build has no schemas for stay opaque nodes.
+  // Passes leave them alone, and the runtime rejects them for lack of a kernel.
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_domain("com.example");
+  auto* opset = model.add_opset_import();
+  opset->set_domain("com.example");
+  opset->set_version(1);
+  auto loaded = importModel(model, ".", "custom.onnx");
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+}
+
+
+
+TEST(Robustness, UnknownOnnxOpFailsChecker) {
+  // The loader accepts any op type, but ONNX's checker (run by --verify-each)
+  // rejects an op that the ONNX domain does not define, naming it.
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
+  auto loaded = importModel(model, ".", "unknown.onnx");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto status = verifyModel(**loaded);
+  EXPECT_MESSAGE_HAS(status, "NoSuchOp");
+}
+
+TEST(Robustness, WrongAttributeTypeReported) {
+  onnx::ModelProto model = makeModel();
+  auto* node = model.mutable_graph()->mutable_node(0);
+  node->set_op_type("Cast");
+  auto* to = node->add_attribute();
+  to->set_name("to");
+  to->set_type(onnx::AttributeProto::FLOAT);
+  to->set_f(1.0f);
+  auto loaded = importModel(model, ".", "attr.onnx");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+
+  const Node& cast = *(*loaded)->graph().nodes().front();
+  auto typed = cast.intAttribute("to", 0);
+  ASSERT_FALSE(typed.ok());
+  EXPECT_MESSAGE_HAS(typed.status(), "'relu'");
+  EXPECT_MESSAGE_HAS(typed.status(), "attribute 'to'");
+  EXPECT_MESSAGE_HAS(typed.status(), "INT");
+
+  auto status = verifyModel(**loaded);
+  EXPECT_MESSAGE_HAS(status, "to");
+  EXPECT_MESSAGE_HAS(status, "attribute type");
+}
+
+// ---- Tensors ----
+
+TEST(Robustness, InvalidDataTypeRejected) {
+  onnx::ModelProto model = makeModel();
+  weights(model)->set_data_type(1000);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "data_type 1000");
+}
+
+TEST(Robustness, RawDataLongerThanShapeRejected) {
+  onnx::ModelProto model = makeModel();
+  weights(model)->mutable_raw_data()->append(4, '\0');
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "20 bytes");
+  EXPECT_MESSAGE_HAS(status, "need 16");
+}
+
+TEST(Robustness, TypedFieldCountMismatchRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* tensor = weights(model);
+  tensor->clear_raw_data();
+  for (float v : {1.0f, 2.0f, 3.0f}) tensor->add_float_data(v);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "12 bytes");
+  EXPECT_MESSAGE_HAS(status, "need 16");
+}
+
+TEST(Robustness, ElementCountOverflowRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* tensor = weights(model);
+  tensor->clear_dims();
+  tensor->add_dims(int64_t{1} << 40);
+  tensor->add_dims(int64_t{1} << 40);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "overflows");
+}
+
+TEST(Robustness, ByteSizeOverflowRejected) {
+  // 2^62 elements fit in int64, but 2^62 floats need 2^64 bytes.
+  onnx::ModelProto model = makeModel();
+  auto* tensor = weights(model);
+  tensor->clear_dims();
+  tensor->add_dims(int64_t{1} << 62);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "overflows");
+}
+
+TEST(Robustness, HugeDimsWithoutDataRejectedBeforeAllocation) {
+  // 2^40 floats (4 TiB) declared with 16 bytes of data: the size check must
+  // fail before anything of that size is allocated.
+  onnx::ModelProto model = makeModel();
+  auto* tensor = weights(model);
+  tensor->clear_dims();
+  tensor->add_dims(int64_t{1} << 40);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "need 4398046511104");
+}
+
+TEST(Robustness, StringCountMismatchRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* tensor = weights(model);
+  tensor->clear_raw_data();
+  tensor->set_data_type(onnx::TensorProto::STRING);
+  tensor->add_string_data("only one");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "1 strings");
+}
+
+TEST(Robustness, SparseInitializerRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* sparse = model.mutable_graph()->add_sparse_initializer();
+  sparse->mutable_values()->set_name("s");
+  auto status = importStatus(model);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_MESSAGE_HAS(status, "sparse initializers");
+  EXPECT_MESSAGE_HAS(status, "'s'");
+}
+
+// ---- External data ----
+
+class ExternalData : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_.path() / "w.bin", std::ios::binary) << std::string(64, '\x01');
+  }
+  absl::Status importWith(const std::vector<std::pair<std::string, std::string>>& entries) {
+    onnx::ModelProto model = makeModel();
+    setExternal(weights(model), entries);
+    return importStatus(model, dir_.path());
+  }
+  TempDir dir_;
+};
+
+TEST_F(ExternalData, OffsetPastEndRejected) {
+  auto status = importWith({{"location", "w.bin"}, {"offset", "65"}, {"length", "16"}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "offset 65");
+  EXPECT_MESSAGE_HAS(status, "64 bytes");
+}
+
+TEST_F(ExternalData, RangePastEndRejected) {
+  auto status = importWith({{"location", "w.bin"}, {"offset", "56"}, {"length", "16"}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_MESSAGE_HAS(status, "[56, 72)");
+  EXPECT_MESSAGE_HAS(status, "exceeds the size");
+}
+
+TEST_F(ExternalData, HugeLengthDoesNotWrap) {
+  // offset + length wraps around 2^64, so a check that adds them would pass.
+  auto status = importWith(
+      {{"location", "w.bin"}, {"offset", "8"}, {"length", "18446744073709551615"}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_MESSAGE_HAS(status, "exceeds the size");
+}
+
+TEST_F(ExternalData, OffsetBeyondInt64Rejected) {
+  auto status = importWith({{"location", "w.bin"}, {"offset", "99999999999999999999"}});
+  EXPECT_MESSAGE_HAS(status, "offset '99999999999999999999'");
+  EXPECT_MESSAGE_HAS(status, "not a valid number");
+}
+
+TEST_F(ExternalData, NegativeAndTextOffsetsRejected) {
+  for (const std::string value : {"-16", "16 ", "0x10", ""}) {
+    auto status = importWith({{"location", "w.bin"}, {"offset", value}, {"length", "16"}});
+    EXPECT_MESSAGE_HAS(status, "not a valid number") << "offset '" << value << "'";
+  }
+}
+
+TEST_F(ExternalData, MissingFileNamed) {
+  auto status = importWith({{"location", "absent.bin"}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "absent.bin");
+}
+
+TEST_F(ExternalData, MissingLocationRejected) {
+  auto status = importWith({{"offset", "0"}, {"length", "16"}});
+  EXPECT_MESSAGE_HAS(status, "initializer 'w'");
+  EXPECT_MESSAGE_HAS(status, "empty location");
+}
+
+TEST_F(ExternalData, FolderAsLocationRejected) {
+  fs::create_directory(dir_.path() / "sub");
+  auto status = importWith({{"location", "sub"}, {"length", "16"}});
+  EXPECT_MESSAGE_HAS(status, "not a regular file");
+}
+
+TEST_F(ExternalData, SymlinkToDeviceRejected) {
+  fs::create_symlink("/dev/zero", dir_.path() / "zero.bin");
+  auto status = importWith({{"location", "zero.bin"}, {"length", "16"}});
+  EXPECT_MESSAGE_HAS(status, "outside the model's folder");
+}
+
+TEST_F(ExternalData, SymlinkInsideFolderAccepted) {
+  fs::create_directory(dir_.path() / "weights");
+  fs::rename(dir_.path() / "w.bin", dir_.path() / "weights" / "w.bin");
+  fs::create_symlink("weights/w.bin", dir_.path() / "link.bin");
+  auto status = importWith({{"location", "link.bin"}, {"offset", "16"}, {"length", "16"}});
+  EXPECT_TRUE(status.ok()) << status;
+}
+
+
+// ---- Bytes that are not a model ----
+
+TEST(Robustness, ForeignFilesRejected) {
+  std::string zip("PK\x03\x04\x14\x00\x00\x00\x00\x00", 10);
+  std::string png("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", 16);
+  std::string elf("\x7f" "ELF\x02\x01\x01\x00", 8);
+  std::string npy("\x93NUMPY\x01\x00v\x00{'descr': '<f4', ", 26);
+  for (const std::string& bytes : {zip, png, elf, npy}) {
+    auto loaded = loadModelFromBytes(bytes, ".", "foreign.onnx");
+    ASSERT_FALSE(loaded.ok());
+    EXPECT_MESSAGE_HAS(loaded.status(), "foreign.onnx");
+  }
+}
+
+TEST(Robustness, ProtobufOfAnotherSchemaRejected) {
+  // Bytes that decode as protobuf but carry none of ModelProto's fields, as
+  // a TensorFlow GraphDef would.
+  onnx::TensorProto other;
+  other.set_name("not a model");
+  other.add_dims(3);
+  auto loaded = loadModelFromBytes(other.SerializeAsString(), ".", "graphdef.pb");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_MESSAGE_HAS(loaded.status(), "graphdef.pb");
+}
+
+TEST(Robustness, EveryTruncationRejected) {
+  // Cutting a valid model at any byte gives an error, never a crash.
+  std::string bytes = makeModel().SerializeAsString();
+  for (size_t size = 1; size < bytes.size(); ++size) {
+    auto loaded = loadModelFromBytes(bytes.substr(0, size), ".", "cut.onnx");
+    if (loaded.ok()) continue;  // a cut at a field boundary can still be a model
+    EXPECT_MESSAGE_HAS(loaded.status(), "cut.onnx") << "cut at " << size;
+  }
+}
+
+}  // namespace
+}  // namespace roformer::ir
