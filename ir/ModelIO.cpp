@@ -190,7 +190,7 @@ absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::files
   }
 
   onnx::GraphProto& extra = graph.extraFields();
-  extra.set_doc_string(proto.doc_string());
+  if (proto.has_doc_string()) extra.set_doc_string(proto.doc_string());
   *extra.mutable_quantization_annotation() = proto.quantization_annotation();
   return absl::OkStatus();
 }

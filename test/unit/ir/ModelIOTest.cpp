@@ -33,6 +33,7 @@ onnx::ValueInfoProto tensorInfo(const std::string& name, int elemType,
   info.set_name(name);
   auto* tensor = info.mutable_type()->mutable_tensor_type();
   tensor->set_elem_type(elemType);
+  tensor->mutable_shape();
   for (const auto& dim : dims) {
     auto* d = tensor->mutable_shape()->add_dim();
     if (std::isdigit(static_cast<unsigned char>(dim[0]))) {
@@ -112,8 +113,7 @@ onnx::ModelProto makeModel() {
     identity->set_op_type("Identity");
     identity->add_input("model/Gather:0");
     identity->add_output(std::string(name) + "_out");
-    *body->add_output() = tensorInfo(std::string(name) + "_out", 1, {});
-    body->mutable_output(0)->mutable_type()->mutable_tensor_type()->clear_shape();
+    *body->add_output() = tensorInfo(std::string(name) + "_out", 1, {"unk__B", "unk__S", "3"});
   }
 
   *graph->add_value_info() = tensorInfo("model/Cast:0", 6, {"unk__B", "unk__S"});
