@@ -168,15 +168,24 @@ bool hasTypedFields(const onnx::TensorProto& tensor) {
 
 std::string hashToHex(uint64_t hash) { return absl::StrFormat("%016x", hash); }
 
-// Hashes the values of a string tensor: each element as its 8-byte
-// little-endian length followed by its bytes.
-uint64_t hashStrings(const onnx::TensorProto& tensor) {
+// Hashes a tensor's content as Tensor::contentHash does, so that a constant
+// elided here and one the IR exporter marked carry the same hash: xxHash3
+// (64 bits) of the data_type as int32, each dim as int64, then the packed
+// little-endian values, or for strings each element's 8-byte length and bytes.
+uint64_t hashContent(const onnx::TensorProto& tensor, std::string_view packedValues) {
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);
-  for (const std::string& element : tensor.string_data()) {
-    uint64_t length = element.size();
-    XXH3_64bits_update(state, &length, sizeof(length));
-    XXH3_64bits_update(state, element.data(), element.size());
+  int32_t dataType = tensor.data_type();
+  XXH3_64bits_update(state, &dataType, sizeof(dataType));
+  for (int64_t dim : tensor.dims()) XXH3_64bits_update(state, &dim, sizeof(dim));
+  if (tensor.data_type() == onnx::TensorProto::STRING) {
+    for (const std::string& element : tensor.string_data()) {
+      uint64_t length = element.size();
+      XXH3_64bits_update(state, &length, sizeof(length));
+      XXH3_64bits_update(state, element.data(), element.size());
+    }
+  } else {
+    XXH3_64bits_update(state, packedValues.data(), packedValues.size());
   }
   uint64_t hash = XXH3_64bits_digest(state);
   XXH3_freeState(state);
@@ -807,7 +816,7 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
                                                      " strings but its dims need ", *count));
     }
     if (elide) {
-      printElided(hashToHex(hashStrings(tensor)), *count);
+      printElided(hashToHex(hashContent(tensor, {})), *count);
     } else {
       printStrings(tensor, indent);
     }
@@ -836,7 +845,7 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
                      " elements of ", type.byteSize, " bytes"));
   }
   if (elide) {
-    printElided(hashToHex(XXH3_64bits(bytes.data(), bytes.size())), *count);
+    printElided(hashToHex(hashContent(tensor, bytes)), *count);
   } else {
     printValues(bytes, type, *count, indent);
   }

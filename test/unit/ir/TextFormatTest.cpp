@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "google/protobuf/util/message_differencer.h"
+#include "ir/Tensor.h"
 #include "onnx/defs/parser.h"
 
 namespace roformer::ir {
@@ -730,13 +731,39 @@ TEST(TextFormat, ElidesLargeTensorsWithTheirHash) {
   PrintOptions options;
   options.elideTensorsAbove = 4;
   std::string text = printOrFail(model, options);
+  // The hash covers data_type (int32), dims (int64 each) and the raw bytes.
+  std::string hashed;
+  int32_t dataType = TensorProto::FLOAT;
+  hashed.append(reinterpret_cast<const char*>(&dataType), sizeof(dataType));
+  for (int64_t dim : {int64_t{2}, int64_t{3}}) {
+    hashed.append(reinterpret_cast<const char*>(&dim), sizeof(dim));
+  }
+  hashed.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  uint64_t expectedHash = XXH3_64bits(hashed.data(), hashed.size());
+  EXPECT_EQ(expectedHash, Tensor::create<float>({2, 3}, values)->contentHash())
+      << "the printer and the IR exporter must mark elided tensors with the same hash";
   char hash[17];
-  std::snprintf(hash, sizeof(hash), "%016llx",
-                static_cast<unsigned long long>(XXH3_64bits(values.data(), values.size() * sizeof(float))));
+  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(expectedHash));
   EXPECT_NE(text.find(std::string("float[2, 3] big = elided(xxh3: \"") + hash + "\", elements: 6)"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("float[2] small = {1.0, 2.0}"), std::string::npos) << text;
+
+  onnx::ModelProto withStrings = emptyModel();
+  TensorProto& strings = *withStrings.mutable_graph()->add_initializer();
+  strings.set_name("vocabulary");
+  strings.set_data_type(TensorProto::STRING);
+  strings.add_dims(5);
+  std::vector<std::string> words = {"a", "", "bc", "d", "e\n"};
+  for (const std::string& word : words) strings.add_string_data(word);
+  char stringHash[17];
+  std::snprintf(stringHash, sizeof(stringHash), "%016llx",
+                static_cast<unsigned long long>(Tensor({5}, words).contentHash()));
+  std::string stringText = printOrFail(withStrings, options);
+  EXPECT_NE(stringText.find(std::string("string[5] vocabulary = elided(xxh3: \"") + stringHash +
+                            "\", elements: 5)"),
+            std::string::npos)
+      << stringText;
 
   auto parsed = parse(text);
   ASSERT_FALSE(parsed.ok());
