@@ -462,10 +462,10 @@ absl::Status Graph::topoSort() {
   order.reserve(nodes_.size());
   for (const auto& node : nodes_) {
     int count = 0;
+    // A node that reads its own output counts itself, so it never becomes
+    // ready and is reported as a cycle.
     auto countInput = [&](const Value* input) {
-      if (input != nullptr && input->producer_ != nullptr && input->producer_ != node.get()) {
-        ++count;
-      }
+      if (input != nullptr && input->producer_ != nullptr) ++count;
     };
     for (const Value* input : node->inputs_) countInput(input);
     for (const Value* input : node->implicitInputs_) countInput(input);

@@ -123,6 +123,16 @@ TEST(Robustness, ModelWithoutGraphRejected) {
 }
 
 
+TEST(Robustness, SelfLoopIsCycle) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_input(0, "r");
+  auto status = importStatus(model);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "cycle");
+  EXPECT_MESSAGE_HAS(status, "'relu'");
+}
+
 TEST(Robustness, GraphOutputNothingProduces) {
   onnx::ModelProto model = makeModel();
   model.mutable_graph()->mutable_output(0)->set_name("missing");
