@@ -71,7 +71,10 @@ struct SessionStats {
 
 class Session {
  public:
-  // Prepares `model`, which must outlive the session.
+  // Prepares `model`. The session shares ownership of the constant tensors it
+  // reads and keeps no pointer into the graph, so `model` may be destroyed
+  // once this returns, provided the backend's kernels copy what they need
+  // from their node (the CPU kernels do).
   static absl::StatusOr<std::unique_ptr<Session>> create(const ir::Model& model,
                                                          const SessionOptions& options);
   // Prepares `model` and keeps it alive for the session's lifetime.

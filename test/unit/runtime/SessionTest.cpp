@@ -112,6 +112,17 @@ TEST(SessionTest, RunsDenseGraph) {
   expectNear(outputs->at("y"), denseReference(x, 2));
 }
 
+TEST(SessionTest, RunsAfterModelIsDestroyed) {
+  std::unique_ptr<ir::Model> model = denseModel();
+  std::unique_ptr<Session> session = createSession(*model, testOptions());
+  ASSERT_NE(session, nullptr);
+  model.reset();
+  std::vector<float> x = ramp(4, 1.5f);
+  auto outputs = session->runOrdered({HostTensor::fromVector<float>({1, 4}, x)});
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  expectNear((*outputs)[0], denseReference(x, 1));
+}
+
 TEST(SessionTest, ReusesPlansAcrossShapes) {
   std::unique_ptr<ir::Model> model = denseModel();
   std::unique_ptr<Session> session = createSession(*model, testOptions());
