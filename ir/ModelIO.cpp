@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "absl/strings/match.h"
@@ -22,6 +23,9 @@
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "ir/TextFormat.h"
+#include "onnx/common/constants.h"
+#include "onnx/common/version.h"
+#include "onnx/defs/schema.h"
 
 namespace roformer::ir {
 namespace {
@@ -55,6 +59,79 @@ void collectOuterNames(const onnx::GraphProto& graph, std::unordered_set<std::st
   for (const auto& output : graph.output()) {
     if (local.count(output.name()) == 0) outer.insert(output.name());
   }
+}
+
+// Names a domain for messages; the ONNX domain is written "" in files.
+std::string domainForMessage(const std::string& domain) {
+  return domain.empty() ? std::string("ai.onnx") : domain;
+}
+
+// Checks that the nodes of `graph` and of its subgraphs are all in domains
+// that `imported` lists.
+absl::Status checkNodeDomains(const onnx::GraphProto& graph,
+                              const std::unordered_map<std::string, int64_t>& imported,
+                              const std::string& source) {
+  for (const auto& node : graph.node()) {
+    std::string domain = normalizeDomain(node.domain());
+    if (imported.count(domain) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": node '", node.name(), "' (", node.op_type(), ") is in domain '",
+          domainForMessage(domain), "', which the model's opset_import does not list; add an "
+          "opset_import entry for that domain with the version the model was exported for"));
+    }
+    for (const auto& attribute : node.attribute()) {
+      if (attribute.has_g()) {
+        if (auto status = checkNodeDomains(attribute.g(), imported, source); !status.ok()) {
+          return status;
+        }
+      }
+      for (const auto& subgraph : attribute.graphs()) {
+        if (auto status = checkNodeDomains(subgraph, imported, source); !status.ok()) {
+          return status;
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Checks the opset_import list and that it covers the domain of every node.
+// The ONNX domains may not be newer than the schemas of the linked ONNX
+// library, because shape inference and the passes would then apply an older
+// opset's semantics without notice. Other domains are not checked further:
+// their nodes stay opaque to the passes.
+absl::Status checkOpsetImports(const onnx::ModelProto& proto, const std::string& source) {
+  std::unordered_map<std::string, int64_t> imported;
+  const auto& knownRanges = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map();
+  for (const auto& opset : proto.opset_import()) {
+    std::string domain = normalizeDomain(opset.domain());
+    if (opset.version() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": opset_import lists domain '", domainForMessage(domain), "' with version ",
+          opset.version(), "; opset versions start at 1"));
+    }
+    if (!imported.emplace(domain, opset.version()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": opset_import lists domain '",
+                                                     domainForMessage(domain), "' twice"));
+    }
+    if (domain.empty() || domain == onnx::AI_ONNX_ML_DOMAIN) {
+      auto range = knownRanges.find(domain);
+      if (range != knownRanges.end() && opset.version() > range->second.second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": the model imports opset ", opset.version(), " of domain '",
+            domainForMessage(domain), "', newer than the newest this build knows (",
+            range->second.second, ", from ONNX ", onnx::LAST_RELEASE_VERSION,
+            "); re-export the model with that opset or lower"));
+      }
+    }
+  }
+  if (auto status = checkNodeDomains(proto.graph(), imported, source); !status.ok()) return status;
+  for (const auto& function : proto.functions()) {
+    onnx::GraphProto body;
+    *body.mutable_node() = function.node();
+    if (auto status = checkNodeDomains(body, imported, source); !status.ok()) return status;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::filesystem::path& baseDir,
@@ -272,6 +349,7 @@ absl::StatusOr<std::unique_ptr<Model>> importModel(onnx::ModelProto proto,
   if (!proto.has_graph()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": the model has no graph"));
   }
+  if (auto status = checkOpsetImports(proto, source); !status.ok()) return status;
   onnx::GraphProto graph = std::move(*proto.mutable_graph());
   proto.clear_graph();
   model->header() = std::move(proto);

@@ -164,6 +164,67 @@ TEST(Robustness, DuplicateInitializerRejected) {
 
 
 
+TEST(Robustness, DomainWithoutOpsetImportRejected) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_domain("com.example");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "'relu'");
+  EXPECT_MESSAGE_HAS(status, "'com.example'");
+  EXPECT_MESSAGE_HAS(status, "opset_import");
+}
+
+TEST(Robustness, MissingDefaultOpsetRejected) {
+  onnx::ModelProto model = makeModel();
+  model.clear_opset_import();
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "'relu'");
+  EXPECT_MESSAGE_HAS(status, "ai.onnx");
+  EXPECT_MESSAGE_HAS(status, "opset_import");
+}
+
+TEST(Robustness, FutureOnnxOpsetRejected) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_opset_import(0)->set_version(99);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "opset 99");
+  EXPECT_MESSAGE_HAS(status, "newer than");
+}
+
+TEST(Robustness, InvalidOpsetVersionRejected) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_opset_import(0)->set_version(0);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "opset_import");
+  EXPECT_MESSAGE_HAS(status, "version 0");
+}
+
+TEST(Robustness, DuplicateOpsetDomainRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* opset = model.add_opset_import();
+  opset->set_domain("ai.onnx");
+  opset->set_version(13);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "opset_import lists domain 'ai.onnx' twice");
+}
+
+TEST(Robustness, SubgraphDomainWithoutImportRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* node = model.mutable_graph()->mutable_node(0);
+  node->set_op_type("If");
+  auto* branch = node->add_attribute();
+  branch->set_name("then_branch");
+  branch->set_type(onnx::AttributeProto::GRAPH);
+  auto* inner = branch->mutable_g()->add_node();
+  inner->set_name("inner");
+  inner->set_op_type("Gelu");
+  inner->set_domain("com.microsoft");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "node 'inner'");
+  EXPECT_MESSAGE_HAS(status, "'com.microsoft'");
+}
+
 TEST(Robustness, CustomDomainWithImportLoads) {
   // Ops of a domain that this build has no schemas for stay opaque nodes.
   // Passes leave them alone, and the runtime rejects them for lack of a kernel.
