@@ -284,10 +284,18 @@ std::string readAll(std::istream& in) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// True when `bytes` starts like the text format and its first 4 KiB have no
+// control bytes other than whitespace, which binary protobuf almost always has.
 bool looksLikeText(const std::string& bytes) {
+  size_t limit = std::min<size_t>(bytes.size(), 4096);
+  for (size_t i = 0; i < limit; ++i) {
+    unsigned char c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') return false;
+    if (c == 0x7f) return false;
+  }
   for (char c : bytes) {
     if (c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
-    return c == '<' || c == '#' || c == '_' || std::isalpha(static_cast<unsigned char>(c));
+    return c == '<' || c == '#' || c == '_' || c == '"' || std::isalpha(static_cast<unsigned char>(c));
   }
   return false;
 }
