@@ -398,9 +398,10 @@ int runMain() {
     run::LatencyStats stats = run::summarizeLatencies(latencies);
     printLatency(stats, batch);
     runtime::SessionStats sessionStats = session.stats();
-    std::cout << absl::StrFormat("Arena: %.2f MiB for %.2f MiB of intermediate tensors\n",
-                                 mebibytes(sessionStats.arenaBytes),
-                                 mebibytes(sessionStats.unsharedBytes));
+    std::cout << absl::StrFormat(
+        "Arena: %.2f MiB for %.2f MiB of intermediate tensors, %d of %d steps in place\n",
+        mebibytes(sessionStats.arenaBytes), mebibytes(sessionStats.unsharedBytes),
+        sessionStats.inPlaceSteps, session.stepCount());
     std::vector<std::string> outputLines;
     for (const runtime::TensorInfo& info : session.outputs()) {
       outputLines.push_back(describeTensor(info.name, outputs->at(info.name)));
@@ -414,6 +415,7 @@ int runMain() {
     writeLatencyJson(json, stats, static_cast<double>(batch) * static_cast<double>(stats.count));
     json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
     json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
+    json.integer("in_place_steps", static_cast<int64_t>(sessionStats.inPlaceSteps));
 
     if (!outputDir.empty()) {
       std::vector<std::pair<std::string, HostTensor>> ordered;
