@@ -382,7 +382,7 @@ class BinaryKernel : public CpuKernel {
     absl::Status status = absl::OkStatus();
     bool baseKnown = visitType(PowTypes{}, a.type, [&](auto baseTag) {
       using T = typename decltype(baseTag)::type;
-      bool exponentKnown = visitType(PowTypes{}, b.type, [&](auto exponentTag) {
+      bool exponentKnown = visitType(NumericTypes{}, b.type, [&](auto exponentTag) {
         using E = typename decltype(exponentTag)::type;
         const T* x = a.as<const T>();
         const E* y = b.as<const E>();
@@ -619,13 +619,30 @@ class VariadicKernel : public CpuKernel {
 
 // ---- Cast ----
 
+using CastTypes = TypeList<float, double, int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t,
+                           int64_t, uint64_t, bool>;
+
+// Cast, and CastLike (opset 15), which takes the target type from input 1.
 class CastKernel : public CpuKernel {
  public:
-  CastKernel(const ir::Node& node, DataType to) : CpuKernel(node), to_(to) {}
+  CastKernel(const ir::Node& node, std::optional<DataType> to) : CpuKernel(node), to_(to) {}
 
   absl::Status inferOutputs(KernelContext& context) override {
     if (absl::Status status = requireInput(context, 0, "input"); !status.ok()) return status;
-    context.outputs[0].type = to_;
+    DataType to = DataType::kUndefined;
+    if (to_.has_value()) {
+      to = *to_;
+    } else {
+      if (absl::Status status = requireInput(context, 1, "target_type"); !status.ok()) return status;
+      to = context.inputs[1].type;
+    }
+    if (!visitType(CastTypes{}, context.inputs[0].type, [](auto) {})) {
+      return unsupportedType("input", context.inputs[0].type);
+    }
+    if (!visitType(CastTypes{}, to, [](auto) {})) {
+      return unsupportedType(to_.has_value() ? "attribute 'to'" : "input target_type", to);
+    }
+    context.outputs[0].type = to;
     context.outputs[0].shape = context.inputs[0].shape;
     return absl::OkStatus();
   }
@@ -634,24 +651,22 @@ class CastKernel : public CpuKernel {
     const TensorView& input = context.inputs[0];
     TensorView& output = context.outputs[0];
     const int64_t n = input.elementCount();
-    using CastTypes = TypeList<float, double, int8_t, uint8_t, int16_t, uint16_t, int32_t,
-                               uint32_t, int64_t, uint64_t, bool>;
     bool outputKnown = false;
     bool inputKnown = visitType(CastTypes{}, input.type, [&](auto fromTag) {
       using From = typename decltype(fromTag)::type;
-      outputKnown = visitType(CastTypes{}, to_, [&](auto toTag) {
+      outputKnown = visitType(CastTypes{}, output.type, [&](auto toTag) {
         using To = typename decltype(toTag)::type;
         mapElements(input.as<const From>(), output.as<To>(), n, context.threads,
                     [](From v) { return convertValue<To>(v); });
       });
     });
     if (!inputKnown) return unsupportedType("input", input.type);
-    if (!outputKnown) return unsupportedType("attribute 'to'", to_);
+    if (!outputKnown) return unsupportedType("output", output.type);
     return absl::OkStatus();
   }
 
  private:
-  DataType to_;
+  std::optional<DataType> to_;
 };
 
 // ---- Factories ----
@@ -740,6 +755,11 @@ void registerElementwiseKernels(KernelRegistry& registry) {
   registry.add("", "Clip", [](const ir::Node& node) { return createClip(node, false); }, 6, 10);
   registry.add("", "Clip", [](const ir::Node& node) { return createClip(node, true); }, 11);
   registry.add("", "Cast", createCast, 6);
+  registry.add("", "CastLike",
+               [](const ir::Node& node) -> absl::StatusOr<std::unique_ptr<Kernel>> {
+                 return std::make_unique<CastKernel>(node, std::nullopt);
+               },
+               15);
 }
 
 }  // namespace roformer::runtime::cpu
