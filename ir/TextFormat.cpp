@@ -175,8 +175,8 @@ bool isIdentifier(std::string_view text) {
 }
 
 bool isTypeKeyword(std::string_view word) {
-  return findElementType(word) != nullptr || word == "seq" || word == "map" ||
-         word == "optional" || word == "sparse_tensor";
+  return findElementType(word) != nullptr || word == "seq" || word == "map" || word == "optional" ||
+         word == "sparse_tensor";
 }
 
 bool isReservedWord(std::string_view word) {
@@ -277,7 +277,8 @@ uint16_t floatToFloat16(float value) {
     return sign | static_cast<uint16_t>(std::nearbyint(scaled));
   }
   // Rebias the exponent from 127 to 15 and round the 13 dropped mantissa
-  // bits to nearest even; a carry moves into the exponent as it should.
+  // bits to nearest even. A carry out of the mantissa increments the
+  // exponent, which is the correct result.
   uint32_t odd = (magnitude >> 13) & 1;
   magnitude += 0xC8000FFFu + odd;
   return sign | static_cast<uint16_t>(magnitude >> 13);

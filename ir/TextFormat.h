@@ -1,9 +1,10 @@
 // The ONNX textual syntax, printed from and parsed into ModelProto.
 //
 // The syntax is the one `onnx.printer` and `onnx.parser` use, extended where
-// ONNX 1.12's C++ library falls short: quoted names for any string (such as
-// `"input_segment:0"`), node domains, node names, initializers with values,
-// value_info entries, external and elided tensor data, and metadata_props.
+// ONNX 1.12's C++ library falls short. The extensions are quoted names for
+// any string (such as `"input_segment:0"`), node domains, node names,
+// initializers with values, value_info entries, external and elided tensor
+// data, and metadata_props.
 // One spelling differs from ONNX 1.12's parser: `float[]` is a scalar and
 // `float` a tensor of unknown rank. docs/text-format.md describes the
 // grammar and what a round trip through text normalizes.

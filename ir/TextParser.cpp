@@ -18,15 +18,15 @@
 static_assert(std::endian::native == std::endian::little,
               "raw_data is little-endian; the parser stores native values");
 
-#define TEXT_RETURN_IF_ERROR(expr)           \
-  do {                                       \
-    absl::Status statusOfExpr = (expr);      \
+#define TEXT_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    absl::Status statusOfExpr = (expr);          \
     if (!statusOfExpr.ok()) return statusOfExpr; \
   } while (false)
 
-#define TEXT_ASSIGN_OR_RETURN(name, expr)                     \
-  auto name##OrStatus = (expr);                               \
-  if (!name##OrStatus.ok()) return name##OrStatus.status();   \
+#define TEXT_ASSIGN_OR_RETURN(name, expr)                   \
+  auto name##OrStatus = (expr);                             \
+  if (!name##OrStatus.ok()) return name##OrStatus.status(); \
   auto& name = *name##OrStatus
 
 namespace roformer::ir {
@@ -110,8 +110,7 @@ class Lexer {
       fail(token, pos_,
            byte >= 0x21 && byte < 0x7F
                ? concat("unexpected character '", std::string_view(&c, 1), "'")
-               : concat("unexpected byte ", hexByte(byte),
-                              " outside a string"));
+               : concat("unexpected byte ", hexByte(byte), " outside a string"));
     }
   }
 
@@ -197,11 +196,21 @@ class Lexer {
       char escaped = pos_ + 1 < text_.size() ? text_[pos_ + 1] : '\0';
       pos_ += 2;
       switch (escaped) {
-        case '"': token.value += '"'; break;
-        case '\\': token.value += '\\'; break;
-        case 'n': token.value += '\n'; break;
-        case 't': token.value += '\t'; break;
-        case 'r': token.value += '\r'; break;
+        case '"':
+          token.value += '"';
+          break;
+        case '\\':
+          token.value += '\\';
+          break;
+        case 'n':
+          token.value += '\n';
+          break;
+        case 't':
+          token.value += '\t';
+          break;
+        case 'r':
+          token.value += '\r';
+          break;
         case 'x': {
           int high = pos_ < text_.size() ? hexValue(text_[pos_]) : -1;
           int low = pos_ + 1 < text_.size() ? hexValue(text_[pos_ + 1]) : -1;
@@ -214,12 +223,13 @@ class Lexer {
           break;
         }
         default: {
-          std::string shown = escaped == '\0' || static_cast<unsigned char>(escaped) < 0x20
-                                  ? concat("byte ", hexByte(static_cast<unsigned char>(escaped)))
-                                  : concat("'\\", std::string_view(&escaped, 1), "'");
+          std::string escapeText =
+              escaped == '\0' || static_cast<unsigned char>(escaped) < 0x20
+                  ? concat("byte ", hexByte(static_cast<unsigned char>(escaped)))
+                  : concat("'\\", std::string_view(&escaped, 1), "'");
           fail(token, escapeStart,
-               concat("invalid escape sequence ", shown,
-                            " in string; use \\\", \\\\, \\n, \\t, \\r or \\xHH"));
+               concat("invalid escape sequence ", escapeText,
+                      " in string; use \\\", \\\\, \\n, \\t, \\r or \\xHH"));
           return;
         }
       }
@@ -258,24 +268,37 @@ onnx::AttributeProto::AttributeType attributeTypeFromName(std::string_view name)
 // Returns the single-value type of a list attribute type (INT for INTS).
 onnx::AttributeProto::AttributeType elementTypeOfList(onnx::AttributeProto::AttributeType type) {
   switch (type) {
-    case onnx::AttributeProto::FLOATS: return onnx::AttributeProto::FLOAT;
-    case onnx::AttributeProto::INTS: return onnx::AttributeProto::INT;
-    case onnx::AttributeProto::STRINGS: return onnx::AttributeProto::STRING;
-    case onnx::AttributeProto::TENSORS: return onnx::AttributeProto::TENSOR;
-    case onnx::AttributeProto::GRAPHS: return onnx::AttributeProto::GRAPH;
-    case onnx::AttributeProto::TYPE_PROTOS: return onnx::AttributeProto::TYPE_PROTO;
-    default: return onnx::AttributeProto::UNDEFINED;
+    case onnx::AttributeProto::FLOATS:
+      return onnx::AttributeProto::FLOAT;
+    case onnx::AttributeProto::INTS:
+      return onnx::AttributeProto::INT;
+    case onnx::AttributeProto::STRINGS:
+      return onnx::AttributeProto::STRING;
+    case onnx::AttributeProto::TENSORS:
+      return onnx::AttributeProto::TENSOR;
+    case onnx::AttributeProto::GRAPHS:
+      return onnx::AttributeProto::GRAPH;
+    case onnx::AttributeProto::TYPE_PROTOS:
+      return onnx::AttributeProto::TYPE_PROTO;
+    default:
+      return onnx::AttributeProto::UNDEFINED;
   }
 }
 
 std::string_view kindName(onnx::AttributeProto::AttributeType type) {
   switch (type) {
-    case onnx::AttributeProto::FLOAT: return "a float";
-    case onnx::AttributeProto::INT: return "an int";
-    case onnx::AttributeProto::STRING: return "a string";
-    case onnx::AttributeProto::TENSOR: return "a tensor";
-    case onnx::AttributeProto::GRAPH: return "a graph";
-    default: return "a value";
+    case onnx::AttributeProto::FLOAT:
+      return "a float";
+    case onnx::AttributeProto::INT:
+      return "an int";
+    case onnx::AttributeProto::STRING:
+      return "a string";
+    case onnx::AttributeProto::TENSOR:
+      return "a tensor";
+    case onnx::AttributeProto::GRAPH:
+      return "a graph";
+    default:
+      return "a value";
   }
 }
 
@@ -333,7 +356,7 @@ class Parser {
       google::protobuf::RepeatedPtrField<onnx::OperatorSetIdProto>& opsets);
   absl::Status parseFunction(onnx::FunctionProto& function);
   absl::Status parseNameList(google::protobuf::RepeatedPtrField<std::string>& names,
-                             std::string_view what);
+                             std::string_view label);
 
   absl::Status parseGraph(onnx::GraphProto& graph);
   absl::Status parseGraphAfterName(std::string name, onnx::GraphProto& graph);
@@ -357,15 +380,15 @@ class Parser {
 
   // Sets data_type and dims of `tensor` from `type`, which must be a tensor
   // type with numeric dims.
-  absl::Status setTensorType(const onnx::TypeProto& type, size_t offset, const std::string& what,
+  absl::Status setTensorType(const onnx::TypeProto& type, size_t offset, const std::string& label,
                              onnx::TensorProto& tensor);
   // Parses `type [name] [=] value`, the form of tensors inside attributes.
   absl::Status parseTensorLiteral(onnx::TensorProto& tensor);
   // Parses `{...}` or `external(...)`, and rejects `elided(...)`.
-  absl::Status parseTensorData(onnx::TensorProto& tensor, const std::string& what);
-  absl::Status parseExternal(onnx::TensorProto& tensor, const std::string& what);
-  absl::Status parseValues(onnx::TensorProto& tensor, const std::string& what);
-  absl::Status parseValue(const ElementType& type, std::string& bytes, const std::string& what);
+  absl::Status parseTensorData(onnx::TensorProto& tensor, const std::string& label);
+  absl::Status parseExternal(onnx::TensorProto& tensor, const std::string& label);
+  absl::Status parseValues(onnx::TensorProto& tensor, const std::string& label);
+  absl::Status parseValue(const ElementType& type, std::string& bytes, const std::string& label);
 
   std::string_view text_;
   std::string_view source_;
@@ -426,7 +449,7 @@ absl::Status Parser::expectArrow(std::string_view context) {
 absl::Status Parser::checkNesting() const {
   if (depth_ <= kMaxNesting) return absl::OkStatus();
   return errorAt(token_.offset, concat("graphs or types nest deeper than ", kMaxNesting,
-                                             " levels; the parser rejects such input"));
+                                       " levels; the parser rejects such input"));
 }
 
 absl::StatusOr<std::string> Parser::parseName(std::string_view expected) {
@@ -455,16 +478,16 @@ absl::StatusOr<int64_t> Parser::parseInteger(std::string_view expected) {
   const char* end = token_.text.data() + token_.text.size();
   auto result = std::from_chars(token_.text.data(), end, value);
   if (result.ec != std::errc() || result.ptr != end) {
-    return errorAt(token_.offset,
-                   concat("integer ", token_.text, " is out of the range of int64"));
+    return errorAt(token_.offset, concat("integer ", token_.text, " is out of the range of int64"));
   }
   advance();
   return value;
 }
 
 absl::StatusOr<float> Parser::parseFloat(std::string_view expected) {
-  bool number = token_.kind == TokenKind::kNumber ||
-                (token_.kind == TokenKind::kIdentifier && (token_.text == "nan" || token_.text == "inf"));
+  bool number =
+      token_.kind == TokenKind::kNumber ||
+      (token_.kind == TokenKind::kIdentifier && (token_.text == "nan" || token_.text == "inf"));
   if (!number) return unexpected(expected);
   float value = 0;
   NumberStatus status = text::parseFloatLiteral(token_.text, value);
@@ -571,7 +594,7 @@ absl::Status Parser::parseFunction(onnx::FunctionProto& function) {
         size_t keyOffset = token_.offset;
         if (key != "domain" && key != "opset_import" && key != "doc_string") {
           return errorAt(keyOffset, concat("unknown function field '", key,
-                                                 "'; expected domain, opset_import or doc_string"));
+                                           "'; expected domain, opset_import or doc_string"));
         }
         if (!seen.insert(key).second) {
           return errorAt(keyOffset, concat("function field '", key, "' appears twice"));
@@ -602,11 +625,11 @@ absl::Status Parser::parseFunction(onnx::FunctionProto& function) {
     } while (consumePunct(','));
     TEXT_RETURN_IF_ERROR(expectPunct('>', "to close the attribute names of the function"));
   }
-  std::string what = concat("function ", quoted(name));
-  TEXT_RETURN_IF_ERROR(parseNameList(*function.mutable_input(), "inputs of " + what));
-  TEXT_RETURN_IF_ERROR(expectArrow("between the inputs and outputs of " + what));
-  TEXT_RETURN_IF_ERROR(parseNameList(*function.mutable_output(), "outputs of " + what));
-  TEXT_RETURN_IF_ERROR(expectPunct('{', "to open the nodes of " + what));
+  std::string label = concat("function ", quoted(name));
+  TEXT_RETURN_IF_ERROR(parseNameList(*function.mutable_input(), "inputs of " + label));
+  TEXT_RETURN_IF_ERROR(expectArrow("between the inputs and outputs of " + label));
+  TEXT_RETURN_IF_ERROR(parseNameList(*function.mutable_output(), "outputs of " + label));
+  TEXT_RETURN_IF_ERROR(expectPunct('{', "to open the nodes of " + label));
   while (!consumePunct('}')) {
     TEXT_RETURN_IF_ERROR(parseNode(*function.add_node()));
   }
@@ -614,14 +637,14 @@ absl::Status Parser::parseFunction(onnx::FunctionProto& function) {
 }
 
 absl::Status Parser::parseNameList(google::protobuf::RepeatedPtrField<std::string>& names,
-                                   std::string_view what) {
-  TEXT_RETURN_IF_ERROR(expectPunct('(', concat("to open the ", what)));
+                                   std::string_view label) {
+  TEXT_RETURN_IF_ERROR(expectPunct('(', concat("to open the ", label)));
   if (consumePunct(')')) return absl::OkStatus();
   do {
-    TEXT_ASSIGN_OR_RETURN(name, parseName(concat("a name in the ", what)));
+    TEXT_ASSIGN_OR_RETURN(name, parseName(concat("a name in the ", label)));
     names.Add(std::move(name));
   } while (consumePunct(','));
-  return expectPunct(')', concat("to close the ", what));
+  return expectPunct(')', concat("to close the ", label));
 }
 
 absl::Status Parser::parseGraph(onnx::GraphProto& graph) {
@@ -632,10 +655,10 @@ absl::Status Parser::parseGraph(onnx::GraphProto& graph) {
 absl::Status Parser::parseGraphAfterName(std::string name, onnx::GraphProto& graph) {
   NestingGuard guard(depth_);
   TEXT_RETURN_IF_ERROR(checkNesting());
-  std::string what = concat("graph ", quoted(name));
+  std::string label = concat("graph ", quoted(name));
   graph.set_name(std::move(name));
 
-  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the inputs of " + what));
+  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the inputs of " + label));
   if (!consumePunct(')')) {
     do {
       size_t offset = token_.offset;
@@ -646,15 +669,15 @@ absl::Status Parser::parseGraphAfterName(std::string name, onnx::GraphProto& gra
         TEXT_RETURN_IF_ERROR(parseInitializerValue(*input, offset, *graph.add_initializer()));
       }
     } while (consumePunct(','));
-    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the inputs of " + what));
+    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the inputs of " + label));
   }
-  TEXT_RETURN_IF_ERROR(expectArrow("between the inputs and outputs of " + what));
-  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the outputs of " + what));
+  TEXT_RETURN_IF_ERROR(expectArrow("between the inputs and outputs of " + label));
+  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the outputs of " + label));
   if (!consumePunct(')')) {
     do {
       TEXT_RETURN_IF_ERROR(parseValueInfo(*graph.add_output()));
     } while (consumePunct(','));
-    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the outputs of " + what));
+    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the outputs of " + label));
   }
 
   if (consumePunct('<') && !consumePunct('>')) {
@@ -668,10 +691,10 @@ absl::Status Parser::parseGraphAfterName(std::string name, onnx::GraphProto& gra
         *graph.add_value_info() = std::move(info);
       }
     } while (consumePunct(','));
-    TEXT_RETURN_IF_ERROR(expectPunct('>', "or ',' in the initializers and value_info of " + what));
+    TEXT_RETURN_IF_ERROR(expectPunct('>', "or ',' in the initializers and value_info of " + label));
   }
 
-  TEXT_RETURN_IF_ERROR(expectPunct('{', "to open the nodes of " + what));
+  TEXT_RETURN_IF_ERROR(expectPunct('{', "to open the nodes of " + label));
   while (!consumePunct('}')) {
     TEXT_RETURN_IF_ERROR(parseNode(*graph.add_node()));
   }
@@ -687,32 +710,34 @@ absl::Status Parser::parseValueInfo(onnx::ValueInfoProto& info) {
   std::string_view word = token_.text;
   TEXT_ASSIGN_OR_RETURN(name, parseName("a value name"));
   // `floot[2] x` reads as the value `floot` followed by junk; report the type.
-  if (bare && !info.has_type() && (atPunct('[') || atPunct('(') || token_.kind == TokenKind::kIdentifier ||
-                                   token_.kind == TokenKind::kString)) {
+  if (bare && !info.has_type() &&
+      (atPunct('[') || atPunct('(') || token_.kind == TokenKind::kIdentifier ||
+       token_.kind == TokenKind::kString)) {
     return errorAt(offset, concat("unknown type '", word,
-                                        "'; expected an element type (float, int64, ...) or "
-                                        "seq, map, optional, sparse_tensor"));
+                                  "'; expected an element type (float, int64, ...) or "
+                                  "seq, map, optional, sparse_tensor"));
   }
   info.set_name(std::move(name));
   return absl::OkStatus();
 }
 
 absl::Status Parser::setTensorType(const onnx::TypeProto& type, size_t offset,
-                                   const std::string& what, onnx::TensorProto& tensor) {
+                                   const std::string& label, onnx::TensorProto& tensor) {
   if (!type.has_tensor_type()) {
-    return errorAt(offset, concat(what, " needs a tensor type such as float[2, 3]"));
+    return errorAt(offset, concat(label, " needs a tensor type such as float[2, 3]"));
   }
   // A tensor type without brackets (`float {1.0}`, ONNX's spelling of a
-  // scalar) has no shape; a tensor value has no unknown rank, so it is a scalar.
+  // scalar) has no shape. A tensor value cannot have unknown rank, so it is
+  // read as a scalar.
   const auto& tensorType = type.tensor_type();
   tensor.set_data_type(tensorType.elem_type());
   for (const auto& dim : tensorType.shape().dim()) {
     if (!dim.has_dim_value()) {
-      return errorAt(offset, concat(what, " needs numeric dims, but a dim is ",
-                                          dim.has_dim_param() ? quoted(dim.dim_param()) : "?"));
+      return errorAt(offset, concat(label, " needs numeric dims, but a dim is ",
+                                    dim.has_dim_param() ? quoted(dim.dim_param()) : "?"));
     }
     if (dim.dim_value() < 0) {
-      return errorAt(offset, concat(what, " has negative dim ", dim.dim_value()));
+      return errorAt(offset, concat(label, " has negative dim ", dim.dim_value()));
     }
     tensor.add_dims(dim.dim_value());
   }
@@ -721,10 +746,10 @@ absl::Status Parser::setTensorType(const onnx::TypeProto& type, size_t offset,
 
 absl::Status Parser::parseInitializerValue(const onnx::ValueInfoProto& info, size_t offset,
                                            onnx::TensorProto& tensor) {
-  std::string what = concat("initializer ", quoted(info.name()));
-  TEXT_RETURN_IF_ERROR(setTensorType(info.type(), offset, what, tensor));
+  std::string label = concat("initializer ", quoted(info.name()));
+  TEXT_RETURN_IF_ERROR(setTensorType(info.type(), offset, label, tensor));
   tensor.set_name(info.name());
-  return parseTensorData(tensor, what);
+  return parseTensorData(tensor, label);
 }
 
 absl::Status Parser::parseType(onnx::TypeProto& type) {
@@ -751,7 +776,8 @@ absl::Status Parser::parseType(onnx::TypeProto& type) {
   if (word == "map") {
     advance();
     TEXT_RETURN_IF_ERROR(expectPunct('(', "after 'map'"));
-    const ElementType* key = token_.kind == TokenKind::kIdentifier ? text::findElementType(token_.text) : nullptr;
+    const ElementType* key =
+        token_.kind == TokenKind::kIdentifier ? text::findElementType(token_.text) : nullptr;
     if (key == nullptr) return unexpected("an element type for the map key");
     advance();
     auto* map = type.mutable_map_type();
@@ -763,7 +789,8 @@ absl::Status Parser::parseType(onnx::TypeProto& type) {
   if (word == "sparse_tensor") {
     advance();
     TEXT_RETURN_IF_ERROR(expectPunct('(', "after 'sparse_tensor'"));
-    const ElementType* element = token_.kind == TokenKind::kIdentifier ? text::findElementType(token_.text) : nullptr;
+    const ElementType* element =
+        token_.kind == TokenKind::kIdentifier ? text::findElementType(token_.text) : nullptr;
     if (element == nullptr) return unexpected("an element type for the sparse tensor");
     advance();
     auto* sparse = type.mutable_sparse_tensor_type();
@@ -772,8 +799,8 @@ absl::Status Parser::parseType(onnx::TypeProto& type) {
     return expectPunct(')', "to close 'sparse_tensor('");
   }
   return errorAt(offset, concat("unknown type '", word,
-                                      "'; expected an element type (float, int64, ...) or seq, "
-                                      "map, optional, sparse_tensor"));
+                                "'; expected an element type (float, int64, ...) or seq, "
+                                "map, optional, sparse_tensor"));
 }
 
 template <typename TensorType>
@@ -832,14 +859,14 @@ absl::Status Parser::parseNode(onnx::NodeProto& node) {
 
   bool attributesFirst = atPunct('<');
   if (attributesFirst) TEXT_RETURN_IF_ERROR(parseAttributes(node));
-  std::string what = concat("node ", node.op_type());
-  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the inputs of " + what));
+  std::string label = concat("node ", node.op_type());
+  TEXT_RETURN_IF_ERROR(expectPunct('(', "to open the inputs of " + label));
   if (!consumePunct(')')) {
     do {
       TEXT_ASSIGN_OR_RETURN(input, parseName("an input name (\"\" for an omitted input)"));
       node.add_input(std::move(input));
     } while (consumePunct(','));
-    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the inputs of " + what));
+    TEXT_RETURN_IF_ERROR(expectPunct(')', "or ',' in the inputs of " + label));
   }
   // ONNX's syntax also accepts the attributes after the inputs.
   if (!attributesFirst && atPunct('<')) TEXT_RETURN_IF_ERROR(parseAttributes(node));
@@ -868,9 +895,9 @@ absl::Status Parser::parseAttribute(onnx::AttributeProto& attribute) {
     declared = attributeTypeFromName(token_.text);
     if (declared == onnx::AttributeProto::UNDEFINED) {
       return errorAt(typeOffset, concat("unknown attribute type '", token_.text,
-                                              "'; expected float, int, string, tensor, graph, "
-                                              "type_proto or their lists floats, ints, strings, "
-                                              "tensors, graphs, type_protos"));
+                                        "'; expected float, int, string, tensor, graph, "
+                                        "type_proto or their lists floats, ints, strings, "
+                                        "tensors, graphs, type_protos"));
     }
     advance();
   }
@@ -967,9 +994,9 @@ absl::Status Parser::parseUntypedList(onnx::AttributeProto& attribute) {
   advance();
   if (atPunct(']')) {
     return errorAt(listOffset, concat("the empty list of attribute ", quoted(attribute.name()),
-                                            " needs a type: write ", attribute.name(),
-                                            ": ints = [] (or floats, strings, tensors, graphs, "
-                                            "type_protos)"));
+                                      " needs a type: write ", attribute.name(),
+                                      ": ints = [] (or floats, strings, tensors, graphs, "
+                                      "type_protos)"));
   }
   std::vector<onnx::AttributeProto> elements;
   std::vector<size_t> offsets;
@@ -989,7 +1016,7 @@ absl::Status Parser::parseUntypedList(onnx::AttributeProto& attribute) {
     bool firstNumeric = first == onnx::AttributeProto::INT || first == onnx::AttributeProto::FLOAT;
     if (type != first && !(numeric && firstNumeric)) {
       return errorAt(offsets[i], concat("a list value mixes ", kindName(first), " and ",
-                                              kindName(type), "; list elements share one type"));
+                                        kindName(type), "; list elements share one type"));
     }
     anyFloat = anyFloat || type == onnx::AttributeProto::FLOAT;
   }
@@ -1041,7 +1068,7 @@ absl::Status Parser::parseUntypedSingleValue(onnx::AttributeProto& attribute) {
       if (text::isTypeKeyword(token_.text)) {
         return errorAt(token_.offset,
                        concat("a type value needs the typed form: write ", attribute.name(),
-                                    ": type_proto = ", token_.text, "(...)"));
+                              ": type_proto = ", token_.text, "(...)"));
       }
       return parseTypedValue(attribute, onnx::AttributeProto::GRAPH);
     }
@@ -1070,38 +1097,38 @@ absl::Status Parser::parseTensorLiteral(onnx::TensorProto& tensor) {
   onnx::TypeProto type;
   TEXT_RETURN_IF_ERROR(parseType(type));
   // A bare word other than external or elided is the tensor's name.
-  bool named = token_.kind == TokenKind::kString ||
-               (token_.kind == TokenKind::kIdentifier && token_.text != "external" &&
-                token_.text != "elided");
+  bool named =
+      token_.kind == TokenKind::kString || (token_.kind == TokenKind::kIdentifier &&
+                                            token_.text != "external" && token_.text != "elided");
   if (named) {
     TEXT_ASSIGN_OR_RETURN(name, parseName("a tensor name"));
     tensor.set_name(std::move(name));
   }
-  std::string what = tensor.has_name() ? concat("tensor ", quoted(tensor.name())) : "tensor";
-  TEXT_RETURN_IF_ERROR(setTensorType(type, offset, what, tensor));
+  std::string label = tensor.has_name() ? concat("tensor ", quoted(tensor.name())) : "tensor";
+  TEXT_RETURN_IF_ERROR(setTensorType(type, offset, label, tensor));
   consumePunct('=');
-  return parseTensorData(tensor, what);
+  return parseTensorData(tensor, label);
 }
 
-absl::Status Parser::parseTensorData(onnx::TensorProto& tensor, const std::string& what) {
+absl::Status Parser::parseTensorData(onnx::TensorProto& tensor, const std::string& label) {
   if (atIdentifier("external")) {
     advance();
-    return parseExternal(tensor, what);
+    return parseExternal(tensor, label);
   }
   if (atIdentifier("elided")) {
     return errorAt(token_.offset,
-                   concat("the data of ", what,
-                                " was elided when the model was printed, and the text holds only "
-                                "its hash, so it cannot be parsed; print the model with full "
-                                "constants (PrintOptions::elideTensorsAbove = 0)"));
+                   concat("the data of ", label,
+                          " was elided when the model was printed, and the text holds only "
+                          "its hash, so it cannot be parsed; print the model with full "
+                          "constants (PrintOptions::elideTensorsAbove = 0)"));
   }
   if (!atPunct('{')) {
-    return unexpected(concat("'{' or external(...) with the values of ", what));
+    return unexpected(concat("'{' or external(...) with the values of ", label));
   }
-  return parseValues(tensor, what);
+  return parseValues(tensor, label);
 }
 
-absl::Status Parser::parseExternal(onnx::TensorProto& tensor, const std::string& what) {
+absl::Status Parser::parseExternal(onnx::TensorProto& tensor, const std::string& label) {
   TEXT_RETURN_IF_ERROR(expectPunct('(', "after 'external'"));
   tensor.set_data_location(onnx::TensorProto::EXTERNAL);
   if (consumePunct(')')) return absl::OkStatus();
@@ -1119,17 +1146,17 @@ absl::Status Parser::parseExternal(onnx::TensorProto& tensor, const std::string&
     }
     advance();
   } while (consumePunct(','));
-  return expectPunct(')', concat("or ',' in the external data of ", what));
+  return expectPunct(')', concat("or ',' in the external data of ", label));
 }
 
-absl::Status Parser::parseValues(onnx::TensorProto& tensor, const std::string& what) {
+absl::Status Parser::parseValues(onnx::TensorProto& tensor, const std::string& label) {
   size_t openOffset = token_.offset;
   advance();
   const ElementType& type = *text::findElementType(tensor.data_type());
   uint64_t count = 1;
   for (int64_t dim : tensor.dims()) {
     if (dim != 0 && count > std::numeric_limits<uint64_t>::max() / 2 / static_cast<uint64_t>(dim)) {
-      return errorAt(openOffset, concat(what, " has dims whose product overflows"));
+      return errorAt(openOffset, concat(label, " has dims whose product overflows"));
     }
     count *= static_cast<uint64_t>(dim);
   }
@@ -1150,39 +1177,40 @@ absl::Status Parser::parseValues(onnx::TensorProto& tensor, const std::string& w
   if (!consumePunct('}')) {
     do {
       if (parsed == expected) {
-        return errorAt(token_.offset, concat(what, " has more values than its dims need (",
-                                                   expected, complex ? " components" : "", ")"));
+        return errorAt(token_.offset, concat(label, " has more values than its dims need (",
+                                             expected, complex ? " components" : "", ")"));
       }
       if (type.kind == ValueKind::kString) {
-        TEXT_ASSIGN_OR_RETURN(value, parseString(concat("a string value of ", what)));
+        TEXT_ASSIGN_OR_RETURN(value, parseString(concat("a string value of ", label)));
         tensor.add_string_data(std::move(value));
       } else {
-        TEXT_RETURN_IF_ERROR(parseValue(type, *bytes, what));
+        TEXT_RETURN_IF_ERROR(parseValue(type, *bytes, label));
       }
       ++parsed;
     } while (consumePunct(','));
     closeOffset = token_.offset;
-    TEXT_RETURN_IF_ERROR(expectPunct('}', concat("or ',' in the values of ", what)));
+    TEXT_RETURN_IF_ERROR(expectPunct('}', concat("or ',' in the values of ", label)));
   }
   if (parsed != expected) {
     std::string dims = concat("[", absl::StrJoin(tensor.dims(), ", "), "]");
     return errorAt(closeOffset,
-                   concat(what, " has ", parsed, " values but its dims ", dims, " need ",
-                                expected, complex ? " (two components per complex element)" : ""));
+                   concat(label, " has ", parsed, " values but its dims ", dims, " need ", expected,
+                          complex ? " (two components per complex element)" : ""));
   }
   return absl::OkStatus();
 }
 
 absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
-                                const std::string& what) {
+                                const std::string& label) {
   auto append = [&bytes](const auto& value) {
     bytes.append(reinterpret_cast<const char*>(&value), sizeof(value));
   };
   auto outOfRange = [&] {
     return errorAt(token_.offset, concat("value ", token_.text, " is out of the range of ",
-                                               type.name, " in ", what));
+                                         type.name, " in ", label));
   };
-  bool floatWord = token_.kind == TokenKind::kIdentifier && (token_.text == "nan" || token_.text == "inf");
+  bool floatWord =
+      token_.kind == TokenKind::kIdentifier && (token_.text == "nan" || token_.text == "inf");
 
   switch (type.kind) {
     case ValueKind::kFloat32:
@@ -1190,7 +1218,7 @@ absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
     case ValueKind::kFloat16:
     case ValueKind::kBFloat16: {
       if (token_.kind != TokenKind::kNumber && !floatWord) {
-        return unexpected(concat("a ", type.name, " value of ", what));
+        return unexpected(concat("a ", type.name, " value of ", label));
       }
       float value = 0;
       NumberStatus status = text::parseFloatLiteral(token_.text, value);
@@ -1213,7 +1241,7 @@ absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
     case ValueKind::kFloat64:
     case ValueKind::kComplex128: {
       if (token_.kind != TokenKind::kNumber && !floatWord) {
-        return unexpected(concat("a ", type.name, " value of ", what));
+        return unexpected(concat("a ", type.name, " value of ", label));
       }
       double value = 0;
       NumberStatus status = text::parseDoubleLiteral(token_.text, value);
@@ -1230,7 +1258,7 @@ absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
         break;
       }
       if (token_.kind != TokenKind::kNumber || token_.isFloat) {
-        return unexpected(concat("true, false or an integer value of ", what));
+        return unexpected(concat("true, false or an integer value of ", label));
       }
       unsigned value = 0;
       const char* end = token_.text.data() + token_.text.size();
@@ -1241,7 +1269,7 @@ absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
     }
     case ValueKind::kSignedInteger: {
       if (token_.kind != TokenKind::kNumber || token_.isFloat) {
-        return unexpected(concat("an integer value of ", what));
+        return unexpected(concat("an integer value of ", label));
       }
       int64_t value = 0;
       const char* end = token_.text.data() + token_.text.size();
@@ -1263,7 +1291,7 @@ absl::Status Parser::parseValue(const ElementType& type, std::string& bytes,
     }
     case ValueKind::kUnsignedInteger: {
       if (token_.kind != TokenKind::kNumber || token_.isFloat) {
-        return unexpected(concat("an integer value of ", what));
+        return unexpected(concat("an integer value of ", label));
       }
       uint64_t value = 0;
       const char* end = token_.text.data() + token_.text.size();

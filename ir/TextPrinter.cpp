@@ -1,12 +1,13 @@
 // Prints a ModelProto in the text syntax that docs/text-format.md describes.
+#include <xxhash.h>
+
 #include <bit>
 #include <charconv>
 #include <cstring>
 #include <sstream>
 #include <string>
 #include <string_view>
-
-#include <xxhash.h>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -21,8 +22,8 @@ namespace roformer::ir {
 namespace {
 
 using text::appendName;
-using text::concat;
 using text::appendQuoted;
+using text::concat;
 using text::ElementType;
 using text::ValueKind;
 
@@ -42,24 +43,23 @@ std::string quotedForMessage(std::string_view name) {
   return quoted;
 }
 
-absl::Status cannotExpress(std::string_view what, std::string_view where) {
-  return absl::UnimplementedError(
-      concat("cannot print ", what, " in ", where, ": the text format cannot express ", what,
-                   "; keep the model in binary form"));
+absl::Status cannotExpress(std::string_view feature, std::string_view where) {
+  return absl::UnimplementedError(concat("cannot print ", feature, " in ", where,
+                                         ": the text format cannot express ", feature,
+                                         "; keep the model in binary form"));
 }
 
 // Returns the number of elements that the dims of `tensor` describe.
-absl::StatusOr<uint64_t> countElements(const onnx::TensorProto& tensor, std::string_view what) {
+absl::StatusOr<uint64_t> countElements(const onnx::TensorProto& tensor, std::string_view label) {
   uint64_t count = 1;
   for (int64_t dim : tensor.dims()) {
     if (dim < 0) {
       return absl::InvalidArgumentError(
-          concat(what, " has negative dimension ", dim, "; fix the model's dims"));
+          concat(label, " has negative dimension ", dim, "; fix the model's dims"));
     }
     uint64_t next = count * static_cast<uint64_t>(dim);
     if (dim != 0 && next / static_cast<uint64_t>(dim) != count) {
-      return absl::InvalidArgumentError(
-          concat(what, " has dims whose product overflows 64 bits"));
+      return absl::InvalidArgumentError(concat(label, " has dims whose product overflows 64 bits"));
     }
     count = next;
   }
@@ -70,14 +70,14 @@ absl::StatusOr<uint64_t> countElements(const onnx::TensorProto& tensor, std::str
 // value does not fit (int8 data stored as int32_data 300, for example).
 template <typename Target, typename Source>
 absl::Status packValues(const Source& values, std::string& bytes, std::string_view field,
-                        std::string_view what) {
+                        std::string_view label) {
   bytes.resize(static_cast<size_t>(values.size()) * sizeof(Target));
   char* out = bytes.data();
   for (auto value : values) {
     Target narrowed = static_cast<Target>(value);
     if (static_cast<decltype(value)>(narrowed) != value) {
-      return absl::InvalidArgumentError(concat(what, " has ", field, " value ", value,
-                                                     ", which does not fit its element type"));
+      return absl::InvalidArgumentError(
+          concat(label, " has ", field, " value ", value, ", which does not fit its element type"));
     }
     std::memcpy(out, &narrowed, sizeof(Target));
     out += sizeof(Target);
@@ -89,7 +89,7 @@ absl::Status packValues(const Source& values, std::string& bytes, std::string_vi
 // to the packed little-endian form of raw_data. ONNX assigns one field to
 // each element type; values in any other field are an error.
 absl::StatusOr<std::string> packTypedFields(const onnx::TensorProto& tensor,
-                                            const ElementType& type, std::string_view what) {
+                                            const ElementType& type, std::string_view label) {
   std::string bytes;
   std::string_view expectedField;
   absl::Status status;
@@ -97,48 +97,48 @@ absl::StatusOr<std::string> packTypedFields(const onnx::TensorProto& tensor,
     case onnx::TensorProto::FLOAT:
     case onnx::TensorProto::COMPLEX64:
       expectedField = "float_data";
-      status = packValues<float>(tensor.float_data(), bytes, expectedField, what);
+      status = packValues<float>(tensor.float_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::DOUBLE:
     case onnx::TensorProto::COMPLEX128:
       expectedField = "double_data";
-      status = packValues<double>(tensor.double_data(), bytes, expectedField, what);
+      status = packValues<double>(tensor.double_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::INT64:
       expectedField = "int64_data";
-      status = packValues<int64_t>(tensor.int64_data(), bytes, expectedField, what);
+      status = packValues<int64_t>(tensor.int64_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::UINT32:
       expectedField = "uint64_data";
-      status = packValues<uint32_t>(tensor.uint64_data(), bytes, expectedField, what);
+      status = packValues<uint32_t>(tensor.uint64_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::UINT64:
       expectedField = "uint64_data";
-      status = packValues<uint64_t>(tensor.uint64_data(), bytes, expectedField, what);
+      status = packValues<uint64_t>(tensor.uint64_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::INT32:
       expectedField = "int32_data";
-      status = packValues<int32_t>(tensor.int32_data(), bytes, expectedField, what);
+      status = packValues<int32_t>(tensor.int32_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::INT16:
       expectedField = "int32_data";
-      status = packValues<int16_t>(tensor.int32_data(), bytes, expectedField, what);
+      status = packValues<int16_t>(tensor.int32_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::INT8:
       expectedField = "int32_data";
-      status = packValues<int8_t>(tensor.int32_data(), bytes, expectedField, what);
+      status = packValues<int8_t>(tensor.int32_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::UINT16:
     case onnx::TensorProto::FLOAT16:
     case onnx::TensorProto::BFLOAT16:
       // 16-bit floats are stored as their bit patterns.
       expectedField = "int32_data";
-      status = packValues<uint16_t>(tensor.int32_data(), bytes, expectedField, what);
+      status = packValues<uint16_t>(tensor.int32_data(), bytes, expectedField, label);
       break;
     case onnx::TensorProto::UINT8:
     case onnx::TensorProto::BOOL:
       expectedField = "int32_data";
-      status = packValues<uint8_t>(tensor.int32_data(), bytes, expectedField, what);
+      status = packValues<uint8_t>(tensor.int32_data(), bytes, expectedField, label);
       break;
     default:
       return absl::InternalError(concat("no typed field for element type ", type.name));
@@ -152,9 +152,9 @@ absl::StatusOr<std::string> packTypedFields(const onnx::TensorProto& tensor,
   };
   for (const auto& [field, size] : fieldSizes) {
     if (size > 0 && field != expectedField) {
-      return absl::InvalidArgumentError(concat(what, " of type ", type.name, " has values in ",
-                                                     field, ", but ONNX stores ", type.name,
-                                                     " values in ", expectedField));
+      return absl::InvalidArgumentError(concat(label, " of type ", type.name, " has values in ",
+                                               field, ", but ONNX stores ", type.name,
+                                               " values in ", expectedField));
     }
   }
   return bytes;
@@ -169,9 +169,10 @@ bool hasTypedFields(const onnx::TensorProto& tensor) {
 std::string hashToHex(uint64_t hash) { return absl::StrFormat("%016x", hash); }
 
 // Hashes a tensor's content as Tensor::contentHash does, so that a constant
-// elided here and one the IR exporter marked carry the same hash: xxHash3
-// (64 bits) of the data_type as int32, each dim as int64, then the packed
-// little-endian values, or for strings each element's 8-byte length and bytes.
+// elided here and one the IR exporter marked carry the same hash. The hash
+// is xxHash3 (64 bits) of the data_type as int32, each dim as int64, then
+// the packed little-endian values (for strings, each element's 8-byte
+// length and bytes).
 uint64_t hashContent(const onnx::TensorProto& tensor, std::string_view packedValues) {
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);
@@ -192,8 +193,8 @@ uint64_t hashContent(const onnx::TensorProto& tensor, std::string_view packedVal
   return hash;
 }
 
-void appendOpsetImports(std::string& out,
-                        const google::protobuf::RepeatedPtrField<onnx::OperatorSetIdProto>& opsets) {
+void appendOpsetImports(
+    std::string& out, const google::protobuf::RepeatedPtrField<onnx::OperatorSetIdProto>& opsets) {
   out += '[';
   for (int i = 0; i < opsets.size(); ++i) {
     if (i > 0) out += ", ";
@@ -208,7 +209,7 @@ class Printer {
   Printer(std::ostream* out, const PrintOptions& options) : out_(out), options_(options) {}
 
   absl::Status printModel(const onnx::ModelProto& model);
-  // Writes what is left to the stream, or returns the whole text when there
+  // Writes the remaining text to the stream, or returns the whole text when there
   // is no stream.
   std::string takeText() { return std::move(text_); }
   absl::Status flush();
@@ -231,13 +232,13 @@ class Printer {
   absl::Status printAttributeValue(const onnx::AttributeProto& attribute, int indent,
                                    const std::string& where);
 
-  absl::Status printTensorType(const onnx::TensorProto& tensor, const std::string& what);
+  absl::Status printTensorType(const onnx::TensorProto& tensor, const std::string& label);
   // Prints `type [name] value`, the form of tensors inside attributes.
   absl::Status printTensorLiteral(const onnx::TensorProto& tensor, int indent,
-                                  const std::string& what);
+                                  const std::string& label);
   // Prints the value of a tensor: `{...}`, `external(...)` or `elided(...)`.
   absl::Status printTensorData(const onnx::TensorProto& tensor, int indent,
-                               const std::string& what);
+                               const std::string& label);
   void printExternal(const onnx::TensorProto& tensor);
   void printElided(std::string_view hash, uint64_t elements);
   void printValues(std::string_view bytes, const ElementType& type, uint64_t count, int indent);
@@ -246,8 +247,21 @@ class Printer {
   // would pass kWrapColumn.
   void appendWrapped(std::string_view value, bool first, bool wrap, int indent);
 
+  // Returns the spelling of a 16-bit float from `cache`, filling the entry
+  // on first use: finding the shortest spelling takes several conversions,
+  // and large tensors repeat bit patterns.
+  static std::string_view spell16(std::vector<std::string>& cache, uint16_t bits,
+                                  void (*append)(std::string&, uint16_t)) {
+    if (cache.empty()) cache.resize(size_t{1} << 16);
+    std::string& spelling = cache[bits];
+    if (spelling.empty()) append(spelling, bits);
+    return spelling;
+  }
+
   std::ostream* out_;
   const PrintOptions& options_;
+  std::vector<std::string> float16Spellings_;
+  std::vector<std::string> bfloat16Spellings_;
   std::string text_;
   size_t lineStart_ = 0;
   std::string scratch_;
@@ -281,7 +295,8 @@ absl::Status Printer::printModel(const onnx::ModelProto& model) {
   }
 
   printModelHeader(model);
-  absl::Status status = printGraph(model.graph(), 0, "graph " + quotedForMessage(model.graph().name()));
+  absl::Status status =
+      printGraph(model.graph(), 0, "graph " + quotedForMessage(model.graph().name()));
   if (!status.ok()) return status;
   for (const onnx::FunctionProto& function : model.functions()) {
     newline(0);
@@ -340,8 +355,8 @@ void Printer::printModelHeader(const onnx::ModelProto& model) {
 
 absl::Status Printer::printFunction(const onnx::FunctionProto& function) {
   std::string where = "function " + quotedForMessage(function.name());
-  bool header = function.has_domain() || function.opset_import_size() > 0 ||
-                function.has_doc_string();
+  bool header =
+      function.has_domain() || function.opset_import_size() > 0 || function.has_doc_string();
   if (header) {
     text_ += '<';
     bool first = true;
@@ -406,9 +421,9 @@ void Printer::printNameList(const google::protobuf::RepeatedPtrField<std::string
 absl::Status Printer::printGraph(const onnx::GraphProto& graph, int indent,
                                  const std::string& where) {
   if (graph.sparse_initializer_size() > 0) {
-    return cannotExpress(
-        concat("sparse initializers (", quotedForMessage(graph.sparse_initializer(0).values().name()), ")"),
-        where);
+    return cannotExpress(concat("sparse initializers (",
+                                quotedForMessage(graph.sparse_initializer(0).values().name()), ")"),
+                         where);
   }
   if (graph.quantization_annotation_size() > 0) {
     return cannotExpress("quantization_annotation", where);
@@ -435,13 +450,14 @@ absl::Status Printer::printGraph(const onnx::GraphProto& graph, int indent,
     int printed = 0;
     for (const onnx::TensorProto& initializer : graph.initializer()) {
       newline(indent + 2);
-      std::string what = concat("initializer ", quotedForMessage(initializer.name()), " of ", where);
-      absl::Status status = printTensorType(initializer, what);
+      std::string label =
+          concat("initializer ", quotedForMessage(initializer.name()), " of ", where);
+      absl::Status status = printTensorType(initializer, label);
       if (!status.ok()) return status;
       text_ += ' ';
       appendName(text_, initializer.name());
       text_ += " = ";
-      status = printTensorData(initializer, indent + 2, what);
+      status = printTensorData(initializer, indent + 2, label);
       if (!status.ok()) return status;
       if (++printed < entries) text_ += ',';
     }
@@ -467,7 +483,8 @@ absl::Status Printer::printGraph(const onnx::GraphProto& graph, int indent,
 }
 
 absl::Status Printer::printValueInfo(const onnx::ValueInfoProto& info, const std::string& where) {
-  // A TypeProto with no value set says nothing, so it prints like no type.
+  // A TypeProto with no type set carries no information, so it prints like
+  // a missing type.
   if (info.has_type() && info.type().value_case() != onnx::TypeProto::VALUE_NOT_SET) {
     absl::Status status =
         printType(info.type(), concat("value ", quotedForMessage(info.name()), " of ", where));
@@ -484,7 +501,7 @@ absl::Status Printer::printType(const onnx::TypeProto& type, const std::string& 
     if (element == nullptr) {
       return absl::InvalidArgumentError(
           concat("the type of ", where, " has element type ", dataType,
-                       ", which is not an ONNX element type the text format can name"));
+                 ", which is not an ONNX element type the text format can name"));
     }
     return element->name;
   };
@@ -565,7 +582,7 @@ void Printer::printShape(const onnx::TensorShapeProto& shape) {
 }
 
 absl::Status Printer::printNode(const onnx::NodeProto& node, int indent, const std::string& where) {
-  std::string what =
+  std::string label =
       concat("node ", quotedForMessage(node.name()), " (", node.op_type(), ") in ", where);
   if (node.has_name()) {
     text_ += '[';
@@ -584,7 +601,7 @@ absl::Status Printer::printNode(const onnx::NodeProto& node, int indent, const s
     text_ += " <";
     for (int i = 0; i < node.attribute_size(); ++i) {
       if (i > 0) text_ += ", ";
-      status = printAttribute(node.attribute(i), indent, what);
+      status = printAttribute(node.attribute(i), indent, label);
       if (!status.ok()) return status;
     }
     text_ += '>';
@@ -601,7 +618,8 @@ absl::Status Printer::printOperator(const onnx::NodeProto& node) {
     size_t start = 0;
     while (dotted) {
       size_t dot = domain.find('.', start);
-      std::string_view segment = std::string_view(domain).substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      std::string_view segment = std::string_view(domain).substr(
+          start, dot == std::string::npos ? std::string::npos : dot - start);
       dotted = text::isIdentifier(segment);
       if (dot == std::string::npos) break;
       start = dot + 1;
@@ -625,45 +643,66 @@ absl::Status Printer::printOperator(const onnx::NodeProto& node) {
 
 std::string_view attributeTypeName(onnx::AttributeProto::AttributeType type) {
   switch (type) {
-    case onnx::AttributeProto::FLOAT: return "float";
-    case onnx::AttributeProto::INT: return "int";
-    case onnx::AttributeProto::STRING: return "string";
-    case onnx::AttributeProto::TENSOR: return "tensor";
-    case onnx::AttributeProto::GRAPH: return "graph";
-    case onnx::AttributeProto::SPARSE_TENSOR: return "sparse_tensor";
-    case onnx::AttributeProto::TYPE_PROTO: return "type_proto";
-    case onnx::AttributeProto::FLOATS: return "floats";
-    case onnx::AttributeProto::INTS: return "ints";
-    case onnx::AttributeProto::STRINGS: return "strings";
-    case onnx::AttributeProto::TENSORS: return "tensors";
-    case onnx::AttributeProto::GRAPHS: return "graphs";
-    case onnx::AttributeProto::SPARSE_TENSORS: return "sparse_tensors";
-    case onnx::AttributeProto::TYPE_PROTOS: return "type_protos";
-    default: return "";
+    case onnx::AttributeProto::FLOAT:
+      return "float";
+    case onnx::AttributeProto::INT:
+      return "int";
+    case onnx::AttributeProto::STRING:
+      return "string";
+    case onnx::AttributeProto::TENSOR:
+      return "tensor";
+    case onnx::AttributeProto::GRAPH:
+      return "graph";
+    case onnx::AttributeProto::SPARSE_TENSOR:
+      return "sparse_tensor";
+    case onnx::AttributeProto::TYPE_PROTO:
+      return "type_proto";
+    case onnx::AttributeProto::FLOATS:
+      return "floats";
+    case onnx::AttributeProto::INTS:
+      return "ints";
+    case onnx::AttributeProto::STRINGS:
+      return "strings";
+    case onnx::AttributeProto::TENSORS:
+      return "tensors";
+    case onnx::AttributeProto::GRAPHS:
+      return "graphs";
+    case onnx::AttributeProto::SPARSE_TENSORS:
+      return "sparse_tensors";
+    case onnx::AttributeProto::TYPE_PROTOS:
+      return "type_protos";
+    default:
+      return "";
   }
 }
 
 // Returns the number of values of a list attribute, or -1 for single values.
 int listSize(const onnx::AttributeProto& attribute) {
   switch (attribute.type()) {
-    case onnx::AttributeProto::FLOATS: return attribute.floats_size();
-    case onnx::AttributeProto::INTS: return attribute.ints_size();
-    case onnx::AttributeProto::STRINGS: return attribute.strings_size();
-    case onnx::AttributeProto::TENSORS: return attribute.tensors_size();
-    case onnx::AttributeProto::GRAPHS: return attribute.graphs_size();
-    case onnx::AttributeProto::TYPE_PROTOS: return attribute.type_protos_size();
-    default: return -1;
+    case onnx::AttributeProto::FLOATS:
+      return attribute.floats_size();
+    case onnx::AttributeProto::INTS:
+      return attribute.ints_size();
+    case onnx::AttributeProto::STRINGS:
+      return attribute.strings_size();
+    case onnx::AttributeProto::TENSORS:
+      return attribute.tensors_size();
+    case onnx::AttributeProto::GRAPHS:
+      return attribute.graphs_size();
+    case onnx::AttributeProto::TYPE_PROTOS:
+      return attribute.type_protos_size();
+    default:
+      return -1;
   }
 }
 
 absl::Status Printer::printAttribute(const onnx::AttributeProto& attribute, int indent,
                                      const std::string& where) {
-  std::string what =
-      concat("attribute ", quotedForMessage(attribute.name()), " of ", where);
+  std::string label = concat("attribute ", quotedForMessage(attribute.name()), " of ", where);
   std::string_view typeName = attributeTypeName(attribute.type());
   if (attribute.type() == onnx::AttributeProto::SPARSE_TENSOR ||
       attribute.type() == onnx::AttributeProto::SPARSE_TENSORS) {
-    if (!attribute.has_ref_attr_name()) return cannotExpress("sparse tensor attributes", what);
+    if (!attribute.has_ref_attr_name()) return cannotExpress("sparse tensor attributes", label);
   }
 
   appendName(text_, attribute.name());
@@ -676,8 +715,8 @@ absl::Status Printer::printAttribute(const onnx::AttributeProto& attribute, int 
   }
   if (typeName.empty()) {
     return absl::InvalidArgumentError(
-        concat(what, " has no valid type (type = ", static_cast<int>(attribute.type()),
-                     "); set AttributeProto.type"));
+        concat(label, " has no valid type (type = ", static_cast<int>(attribute.type()),
+               "); set AttributeProto.type"));
   }
 
   // The typed form is needed where the value alone does not show the type.
@@ -685,11 +724,11 @@ absl::Status Printer::printAttribute(const onnx::AttributeProto& attribute, int 
                attribute.type() == onnx::AttributeProto::TYPE_PROTOS;
   if (typed) text_ += concat(": ", typeName);
   text_ += " = ";
-  return printAttributeValue(attribute, indent, what);
+  return printAttributeValue(attribute, indent, label);
 }
 
 absl::Status Printer::printAttributeValue(const onnx::AttributeProto& attribute, int indent,
-                                          const std::string& what) {
+                                          const std::string& label) {
   auto printList = [&](int size, auto printElement) -> absl::Status {
     text_ += '[';
     for (int i = 0; i < size; ++i) {
@@ -712,11 +751,11 @@ absl::Status Printer::printAttributeValue(const onnx::AttributeProto& attribute,
       appendQuoted(text_, attribute.s());
       return absl::OkStatus();
     case onnx::AttributeProto::TENSOR:
-      return printTensorLiteral(attribute.t(), indent, what);
+      return printTensorLiteral(attribute.t(), indent, label);
     case onnx::AttributeProto::GRAPH:
-      return printGraph(attribute.g(), indent, what);
+      return printGraph(attribute.g(), indent, label);
     case onnx::AttributeProto::TYPE_PROTO:
-      return printType(attribute.tp(), what);
+      return printType(attribute.tp(), label);
     case onnx::AttributeProto::FLOATS:
       return printList(attribute.floats_size(), [&](int i) {
         text::appendFloat(text_, attribute.floats(i));
@@ -735,26 +774,26 @@ absl::Status Printer::printAttributeValue(const onnx::AttributeProto& attribute,
     case onnx::AttributeProto::TENSORS:
       return printList(attribute.tensors_size(), [&](int i) {
         return printTensorLiteral(attribute.tensors(i), indent,
-                                  concat("tensor ", i, " of ", what));
+                                  concat("tensor ", i, " of ", label));
       });
     case onnx::AttributeProto::GRAPHS:
       return printList(attribute.graphs_size(), [&](int i) {
-        return printGraph(attribute.graphs(i), indent, concat("graph ", i, " of ", what));
+        return printGraph(attribute.graphs(i), indent, concat("graph ", i, " of ", label));
       });
     case onnx::AttributeProto::TYPE_PROTOS:
       return printList(attribute.type_protos_size(),
-                       [&](int i) { return printType(attribute.type_protos(i), what); });
+                       [&](int i) { return printType(attribute.type_protos(i), label); });
     default:
-      return absl::InternalError(concat("unhandled attribute type in ", what));
+      return absl::InternalError(concat("unhandled attribute type in ", label));
   }
 }
 
-absl::Status Printer::printTensorType(const onnx::TensorProto& tensor, const std::string& what) {
+absl::Status Printer::printTensorType(const onnx::TensorProto& tensor, const std::string& label) {
   const ElementType* type = text::findElementType(tensor.data_type());
   if (type == nullptr) {
     return absl::InvalidArgumentError(
-        concat(what, " has data_type ", tensor.data_type(),
-                     ", which is not an ONNX element type the text format can name"));
+        concat(label, " has data_type ", tensor.data_type(),
+               ", which is not an ONNX element type the text format can name"));
   }
   text_ += type->name;
   text_ += '[';
@@ -767,20 +806,20 @@ absl::Status Printer::printTensorType(const onnx::TensorProto& tensor, const std
 }
 
 absl::Status Printer::printTensorLiteral(const onnx::TensorProto& tensor, int indent,
-                                         const std::string& what) {
-  absl::Status status = printTensorType(tensor, what);
+                                         const std::string& label) {
+  absl::Status status = printTensorType(tensor, label);
   if (!status.ok()) return status;
   if (tensor.has_name()) {
     text_ += ' ';
     appendName(text_, tensor.name());
   }
   text_ += ' ';
-  return printTensorData(tensor, indent, what);
+  return printTensorData(tensor, indent, label);
 }
 
 absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int indent,
-                                      const std::string& what) {
-  auto count = countElements(tensor, what);
+                                      const std::string& label) {
+  auto count = countElements(tensor, label);
   if (!count.ok()) return count.status();
 
   for (const auto& entry : tensor.external_data()) {
@@ -789,11 +828,11 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
       return absl::OkStatus();
     }
   }
-  if (tensor.has_segment()) return cannotExpress("tensor segments", what);
+  if (tensor.has_segment()) return cannotExpress("tensor segments", label);
   if (tensor.data_location() == onnx::TensorProto::EXTERNAL) {
     if (tensor.has_raw_data() || hasTypedFields(tensor)) {
       return absl::InvalidArgumentError(
-          concat(what, " is stored externally but also holds values; remove one of the two"));
+          concat(label, " is stored externally but also holds values; remove one of the two"));
     }
     printExternal(tensor);
     return absl::OkStatus();
@@ -801,19 +840,19 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
 
   const ElementType* typePointer = text::findElementType(tensor.data_type());
   if (typePointer == nullptr) {
-    return absl::InvalidArgumentError(
-        concat(what, " has data_type ", tensor.data_type(), ", which is not an ONNX element type"));
+    return absl::InvalidArgumentError(concat(label, " has data_type ", tensor.data_type(),
+                                             ", which is not an ONNX element type"));
   }
   const ElementType& type = *typePointer;
   bool elide = options_.elideTensorsAbove > 0 && *count > options_.elideTensorsAbove;
   if (type.kind == ValueKind::kString) {
     if (tensor.has_raw_data()) {
       return absl::InvalidArgumentError(
-          concat(what, " is a string tensor with raw_data; ONNX stores strings in string_data"));
+          concat(label, " is a string tensor with raw_data; ONNX stores strings in string_data"));
     }
     if (static_cast<uint64_t>(tensor.string_data_size()) != *count) {
-      return absl::InvalidArgumentError(concat(what, " has ", tensor.string_data_size(),
-                                                     " strings but its dims need ", *count));
+      return absl::InvalidArgumentError(
+          concat(label, " has ", tensor.string_data_size(), " strings but its dims need ", *count));
     }
     if (elide) {
       printElided(hashToHex(hashContent(tensor, {})), *count);
@@ -828,11 +867,11 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
   if (tensor.has_raw_data()) {
     if (hasTypedFields(tensor)) {
       return absl::InvalidArgumentError(
-          concat(what, " has both raw_data and typed value fields; keep only raw_data"));
+          concat(label, " has both raw_data and typed value fields; keep only raw_data"));
     }
     bytes = tensor.raw_data();
   } else {
-    auto converted = packTypedFields(tensor, type, what);
+    auto converted = packTypedFields(tensor, type, label);
     if (!converted.ok()) return converted.status();
     packed = std::move(*converted);
     bytes = packed;
@@ -840,9 +879,9 @@ absl::Status Printer::printTensorData(const onnx::TensorProto& tensor, int inden
   // count * byteSize cannot overflow when it matches a buffer in memory, so
   // compare by division.
   if (bytes.size() % type.byteSize != 0 || bytes.size() / type.byteSize != *count) {
-    return absl::InvalidArgumentError(
-        concat(what, " has ", bytes.size(), " bytes of data but its dims need ", *count,
-                     " elements of ", type.byteSize, " bytes"));
+    return absl::InvalidArgumentError(concat(label, " has ", bytes.size(),
+                                             " bytes of data but its dims need ", *count,
+                                             " elements of ", type.byteSize, " bytes"));
   }
   if (elide) {
     printElided(hashToHex(hashContent(tensor, bytes)), *count);
@@ -922,13 +961,13 @@ void Printer::printValues(std::string_view bytes, const ElementType& type, uint6
       case ValueKind::kFloat16: {
         uint16_t bits;
         load(bits, i);
-        text::appendFloat16(scratch_, bits);
+        scratch_ += spell16(float16Spellings_, bits, text::appendFloat16);
         break;
       }
       case ValueKind::kBFloat16: {
         uint16_t bits;
         load(bits, i);
-        text::appendBFloat16(scratch_, bits);
+        scratch_ += spell16(bfloat16Spellings_, bits, text::appendBFloat16);
         break;
       }
       case ValueKind::kBool: {
@@ -944,18 +983,42 @@ void Printer::printValues(std::string_view bytes, const ElementType& type, uint6
       }
       case ValueKind::kSignedInteger: {
         int64_t value = 0;
-        if (type.byteSize == 1) { int8_t v; load(v, i); value = v; }
-        if (type.byteSize == 2) { int16_t v; load(v, i); value = v; }
-        if (type.byteSize == 4) { int32_t v; load(v, i); value = v; }
+        if (type.byteSize == 1) {
+          int8_t v;
+          load(v, i);
+          value = v;
+        }
+        if (type.byteSize == 2) {
+          int16_t v;
+          load(v, i);
+          value = v;
+        }
+        if (type.byteSize == 4) {
+          int32_t v;
+          load(v, i);
+          value = v;
+        }
         if (type.byteSize == 8) load(value, i);
         scratch_ += concat(value);
         break;
       }
       case ValueKind::kUnsignedInteger: {
         uint64_t value = 0;
-        if (type.byteSize == 1) { uint8_t v; load(v, i); value = v; }
-        if (type.byteSize == 2) { uint16_t v; load(v, i); value = v; }
-        if (type.byteSize == 4) { uint32_t v; load(v, i); value = v; }
+        if (type.byteSize == 1) {
+          uint8_t v;
+          load(v, i);
+          value = v;
+        }
+        if (type.byteSize == 2) {
+          uint16_t v;
+          load(v, i);
+          value = v;
+        }
+        if (type.byteSize == 4) {
+          uint32_t v;
+          load(v, i);
+          value = v;
+        }
         if (type.byteSize == 8) load(value, i);
         scratch_ += concat(value);
         break;

@@ -11,7 +11,7 @@
 
 namespace roformer::ir::text {
 
-// How the values of an element type are spelled and stored in raw_data.
+// Spelling and raw_data layout of the values of an element type.
 enum class ValueKind {
   kFloat32,
   kFloat64,
@@ -52,8 +52,8 @@ bool isReservedWord(std::string_view word);
 // as a quoted string.
 void appendName(std::string& out, std::string_view name);
 // Appends `bytes` in double quotes. `"`, `\`, newline, tab and carriage
-// return get backslash escapes, other control bytes and bytes that are not
-// part of valid UTF-8 get `\xHH`; valid UTF-8 is copied.
+// return get backslash escapes. Other control bytes, and bytes that are not
+// part of valid UTF-8, get `\xHH`. Valid UTF-8 is copied.
 void appendQuoted(std::string& out, std::string_view bytes);
 
 // Append the shortest decimal spelling that parses back to the same bits
@@ -66,20 +66,20 @@ void appendBFloat16(std::string& out, uint16_t bits);
 
 float float16ToFloat(uint16_t bits);
 float bfloat16ToFloat(uint16_t bits);
-// Round to nearest even. NaN stays NaN with its sign; values too large
+// Round to nearest even. NaN stays NaN with its sign, and values too large
 // become infinity.
 uint16_t floatToFloat16(float value);
 uint16_t floatToBFloat16(float value);
 
 // Appends the parts (strings, characters and numbers) to one string. It
-// stands in for absl::StrCat, which in Debian's Abseil 20220623 takes
-// absl::string_view, a type separate from std::string_view.
+// replaces absl::StrCat because Debian's Abseil 20220623 has its own
+// absl::string_view, which std::string_view does not convert to.
 inline void appendPart(std::string& out, std::string_view part) { out += part; }
 inline void appendPart(std::string& out, char part) { out += part; }
 template <typename Number>
-  requires(std::integral<Number> || std::floating_point<Number>) &&
-          (!std::same_as<Number, char>) && (!std::same_as<Number, bool>)
-void appendPart(std::string& out, Number part) {
+requires(std::integral<Number> || std::floating_point<Number>) &&
+    (!std::same_as<Number, char>)&&(!std::same_as<Number, bool>)void appendPart(std::string& out,
+                                                                                Number part) {
   char buffer[64];
   auto result = std::to_chars(buffer, buffer + sizeof(buffer), part);
   out.append(buffer, result.ptr);

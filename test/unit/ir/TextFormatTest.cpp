@@ -1,8 +1,6 @@
 // Tests of the text printer and parser (ir/TextFormat.h): round trips of
 // every construct in both directions, the exact spelling of values, the
 // errors for input the syntax cannot hold, and parse errors with positions.
-#include "ir/TextFormat.h"
-
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
@@ -19,6 +17,7 @@
 
 #include "google/protobuf/util/message_differencer.h"
 #include "ir/Tensor.h"
+#include "ir/TextFormat.h"
 #include "onnx/defs/parser.h"
 
 namespace roformer::ir {
@@ -80,8 +79,8 @@ void expectParseError(std::string_view text, int line, int column, std::string_v
   ASSERT_FALSE(parsed.ok()) << "parsed without error:\n" << text;
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   std::string message(parsed.status().message());
-  std::string position = std::string(kSource) + ":" + std::to_string(line) + ":" +
-                         std::to_string(column) + ": ";
+  std::string position =
+      std::string(kSource) + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
   EXPECT_EQ(message.substr(0, position.size()), position) << message;
   EXPECT_NE(message.find(fragment), std::string::npos) << message;
 }
@@ -105,8 +104,8 @@ TensorProto rawTensor(const std::string& name, int32_t dataType, std::vector<int
   tensor.set_name(name);
   tensor.set_data_type(dataType);
   for (int64_t dim : dims) tensor.add_dims(dim);
-  tensor.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()),
-                                  values.size() * sizeof(T)));
+  tensor.set_raw_data(
+      std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)));
   return tensor;
 }
 
@@ -181,7 +180,8 @@ TEST(TextFormat, CanonicalModelFields) {
   EXPECT_EQ(weights.name(), "w:0");
   EXPECT_EQ(weights.data_type(), TensorProto::FLOAT);
   std::vector<float> expectedWeights = {1.0f, 2.5f};
-  EXPECT_EQ(weights.raw_data(), std::string(reinterpret_cast<const char*>(expectedWeights.data()), 8));
+  EXPECT_EQ(weights.raw_data(),
+            std::string(reinterpret_cast<const char*>(expectedWeights.data()), 8));
   std::vector<int64_t> expectedShape = {0, -1};
   EXPECT_EQ(graph.initializer(1).raw_data(),
             std::string(reinterpret_cast<const char*>(expectedShape.data()), 16));
@@ -259,8 +259,10 @@ TEST(TextFormat, PrintsNamesQuotedOnlyWhenNeeded) {
   *graph.add_input() = tensorValue("int64", TensorProto::FLOAT, {});
   *graph.add_input() = tensorValue("tab\there", TensorProto::FLOAT, {});
   std::string text = printOrFail(model);
-  EXPECT_NE(text.find("(float[] plain_name1, float[] \"a:0\", float[] \"int64\", float[] \"tab\\there\")"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          "(float[] plain_name1, float[] \"a:0\", float[] \"int64\", float[] \"tab\\there\")"),
+      std::string::npos)
       << text;
 }
 
@@ -381,8 +383,11 @@ TEST(TextFormat, EveryAttributeKindRoundTrip) {
   *type->mutable_tp() = tensorValue("", TensorProto::FLOAT16, {2, 3}).type();
   auto* types = add("types", AttributeProto::TYPE_PROTOS);
   *types->add_type_protos() = tensorValue("", TensorProto::INT8, {}).type();
-  types->add_type_protos()->mutable_sequence_type()->mutable_elem_type()->mutable_tensor_type()->set_elem_type(
-      TensorProto::FLOAT);
+  types->add_type_protos()
+      ->mutable_sequence_type()
+      ->mutable_elem_type()
+      ->mutable_tensor_type()
+      ->set_elem_type(TensorProto::FLOAT);
 
   auto* reference = add("ref", AttributeProto::FLOAT);
   reference->set_ref_attr_name("alpha");
@@ -433,15 +438,21 @@ TEST(TextFormat, ParsesUntypedAndTypedAttributes) {
   const onnx::NodeProto& node = parsed->graph().node(0);
   ASSERT_EQ(node.attribute_size(), 14);
   auto type = [&](int i) { return node.attribute(i).type(); };
+
+  // Numbers and strings, alone and in lists.
   EXPECT_EQ(type(0), AttributeProto::INT);
   EXPECT_EQ(type(1), AttributeProto::FLOAT);
   EXPECT_EQ(type(2), AttributeProto::STRING);
   EXPECT_EQ(type(3), AttributeProto::FLOATS);
   EXPECT_EQ(node.attribute(3).floats(0), 1.0f);
   EXPECT_EQ(type(4), AttributeProto::STRINGS);
+
+  // The typed form converts integers to floats.
   EXPECT_EQ(type(5), AttributeProto::FLOAT);
   EXPECT_EQ(node.attribute(5).f(), 3.0f);
   EXPECT_EQ(type(6), AttributeProto::FLOATS);
+
+  // nan and inf, tensors, types, an empty typed list and a quoted graph name.
   EXPECT_EQ(type(7), AttributeProto::FLOAT);
   EXPECT_TRUE(std::isinf(node.attribute(7).f()));
   EXPECT_EQ(type(8), AttributeProto::FLOATS);
@@ -513,21 +524,22 @@ TEST(TextFormat, ElementTypesWithEdgeValuesRoundTrip) {
   onnx::GraphProto& graph = *model.mutable_graph();
   auto add = [&](TensorProto tensor) { *graph.add_initializer() = std::move(tensor); };
 
-  add(rawTensor<float>("float", TensorProto::FLOAT, {13},
-                       {0.1f, -0.0f, 0.0f, F::max(), F::lowest(), F::min(), F::denorm_min(),
-                        -F::denorm_min(), F::infinity(), -F::infinity(), F::quiet_NaN(),
-                        -F::quiet_NaN(), 1.17549421e-38f}));
+  add(rawTensor<float>(
+      "float", TensorProto::FLOAT, {13},
+      {0.1f, -0.0f, 0.0f, F::max(), F::lowest(), F::min(), F::denorm_min(), -F::denorm_min(),
+       F::infinity(), -F::infinity(), F::quiet_NaN(), -F::quiet_NaN(), 1.17549421e-38f}));
   add(rawTensor<double>("double", TensorProto::DOUBLE, {10},
-                        {0.1, -0.0, D::max(), D::lowest(), D::min(), D::denorm_min(),
-                         D::infinity(), -D::infinity(), D::quiet_NaN(), 1.0 / 3.0}));
+                        {0.1, -0.0, D::max(), D::lowest(), D::min(), D::denorm_min(), D::infinity(),
+                         -D::infinity(), D::quiet_NaN(), 1.0 / 3.0}));
   add(rawTensor<int8_t>("int8", TensorProto::INT8, {3}, {-128, 0, 127}));
   add(rawTensor<uint8_t>("uint8", TensorProto::UINT8, {3}, {0, 1, 255}));
   add(rawTensor<int16_t>("int16", TensorProto::INT16, {2}, {-32768, 32767}));
   add(rawTensor<uint16_t>("uint16", TensorProto::UINT16, {2}, {0, 65535}));
   add(rawTensor<int32_t>("int32", TensorProto::INT32, {2}, {INT32_MIN, INT32_MAX}));
   add(rawTensor<uint32_t>("uint32", TensorProto::UINT32, {2}, {0, UINT32_MAX}));
-  add(rawTensor<int64_t>("int64", TensorProto::INT64, {3},
-                         {std::numeric_limits<int64_t>::min(), -1, std::numeric_limits<int64_t>::max()}));
+  add(rawTensor<int64_t>(
+      "int64", TensorProto::INT64, {3},
+      {std::numeric_limits<int64_t>::min(), -1, std::numeric_limits<int64_t>::max()}));
   add(rawTensor<uint64_t>("uint64", TensorProto::UINT64, {2}, {0, UINT64_MAX}));
   add(rawTensor<uint8_t>("bool", TensorProto::BOOL, {2, 2}, {0, 1, 1, 0}));
   // float16: 1.0, -0.0, max (65504), smallest subnormal, smallest normal, inf, NaN, 0.1
@@ -536,7 +548,8 @@ TEST(TextFormat, ElementTypesWithEdgeValuesRoundTrip) {
   // bfloat16: 1.0, -0.0, max, smallest subnormal, -inf, NaN, 0.1
   add(rawTensor<uint16_t>("bfloat16", TensorProto::BFLOAT16, {7},
                           {0x3F80, 0x8000, 0x7F7F, 0x0001, 0xFF80, 0x7FC0, 0x3DCD}));
-  add(rawTensor<float>("complex64", TensorProto::COMPLEX64, {2}, {1.0f, -2.0f, 0.5f, F::infinity()}));
+  add(rawTensor<float>("complex64", TensorProto::COMPLEX64, {2},
+                       {1.0f, -2.0f, 0.5f, F::infinity()}));
   add(rawTensor<double>("complex128", TensorProto::COMPLEX128, {1}, {0.1, -0.0}));
   add(rawTensor<float>("scalar", TensorProto::FLOAT, {}, {42.0f}));
   add(rawTensor<float>("empty", TensorProto::FLOAT, {2, 0}, {}));
@@ -557,8 +570,10 @@ TEST(TextFormat, ElementTypesWithEdgeValuesRoundTrip) {
 TEST(TextFormat, ValueSpellingsInTensors) {
   onnx::ModelProto model = emptyModel();
   onnx::GraphProto& graph = *model.mutable_graph();
-  *graph.add_initializer() = rawTensor<float>("f", TensorProto::FLOAT, {4}, {1.0f, 0.1f, -0.0f, 2e30f});
-  *graph.add_initializer() = rawTensor<uint16_t>("h", TensorProto::FLOAT16, {3}, {0x3C00, 0x2E66, 0x0001});
+  *graph.add_initializer() =
+      rawTensor<float>("f", TensorProto::FLOAT, {4}, {1.0f, 0.1f, -0.0f, 2e30f});
+  *graph.add_initializer() =
+      rawTensor<uint16_t>("h", TensorProto::FLOAT16, {3}, {0x3C00, 0x2E66, 0x0001});
   *graph.add_initializer() = rawTensor<uint16_t>("b", TensorProto::BFLOAT16, {2}, {0x3DCD, 0x4780});
   *graph.add_initializer() = rawTensor<uint8_t>("bools", TensorProto::BOOL, {3}, {0, 1, 2});
   *graph.add_initializer() = rawTensor<float>("c", TensorProto::COMPLEX64, {1}, {1.5f, -2.0f});
@@ -595,7 +610,8 @@ TEST(TextFormat, EveryFloat16AndBFloat16Pattern) {
       uint16_t bits;
       std::memcpy(&bits, raw.data() + 2 * i, 2);
       uint16_t original = patterns[i];
-      bool isNaN = (original & exponentMask) == exponentMask && (original & ~0x8000 & ~exponentMask) != 0;
+      bool isNaN =
+          (original & exponentMask) == exponentMask && (original & ~0x8000 & ~exponentMask) != 0;
       uint16_t expected = isNaN ? static_cast<uint16_t>((original & 0x8000) | quietNaN) : original;
       if (bits != expected && ++mismatches <= 5) {
         ADD_FAILURE() << TensorProto::DataType_Name(type) << " pattern 0x" << std::hex << original
@@ -652,7 +668,8 @@ TEST(TextFormat, TypedFieldsPrintLikeRawData) {
   addPair(int8s, rawTensor<int8_t>("i8", TensorProto::INT8, {2}, {-128, 127}));
   TensorProto int64s = typedTensor("i64", TensorProto::INT64, 1);
   int64s.add_int64_data(std::numeric_limits<int64_t>::min());
-  addPair(int64s, rawTensor<int64_t>("i64", TensorProto::INT64, {1}, {std::numeric_limits<int64_t>::min()}));
+  addPair(int64s, rawTensor<int64_t>("i64", TensorProto::INT64, {1},
+                                     {std::numeric_limits<int64_t>::min()}));
   TensorProto uint32s = typedTensor("u32", TensorProto::UINT32, 1);
   uint32s.add_uint64_data(UINT32_MAX);
   addPair(uint32s, rawTensor<uint32_t>("u32", TensorProto::UINT32, {1}, {UINT32_MAX}));
@@ -714,9 +731,10 @@ TEST(TextFormat, ExternalDataRoundTrip) {
   entry("odd key", "-12");
 
   std::string text = printOrFail(model);
-  EXPECT_NE(text.find("float[768] \"w:0\" = external(location: \"w.data\", offset: 0, length: 3072, "
-                      "checksum: \"a1b2\", \"odd key\": \"-12\")"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("float[768] \"w:0\" = external(location: \"w.data\", offset: 0, length: 3072, "
+                "checksum: \"a1b2\", \"odd key\": \"-12\")"),
+      std::string::npos)
       << text;
   expectProtoRoundTrip(model);
 }
@@ -725,8 +743,10 @@ TEST(TextFormat, ElidesLargeTensorsWithTheirHash) {
   onnx::ModelProto model = emptyModel();
   std::vector<float> values(6);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) * 0.5f;
-  *model.mutable_graph()->add_initializer() = rawTensor<float>("big", TensorProto::FLOAT, {2, 3}, values);
-  *model.mutable_graph()->add_initializer() = rawTensor<float>("small", TensorProto::FLOAT, {2}, {1.0f, 2.0f});
+  *model.mutable_graph()->add_initializer() =
+      rawTensor<float>("big", TensorProto::FLOAT, {2, 3}, values);
+  *model.mutable_graph()->add_initializer() =
+      rawTensor<float>("small", TensorProto::FLOAT, {2}, {1.0f, 2.0f});
 
   PrintOptions options;
   options.elideTensorsAbove = 4;
@@ -784,8 +804,10 @@ TEST(TextFormat, PrintsTensorsMarkedElidedByTheExporter) {
   marker->set_key("roformer.elided");
   marker->set_value("0123456789abcdef");
   std::string text = printOrFail(model);
-  EXPECT_NE(text.find("float[768, 768] embeddings = elided(xxh3: \"0123456789abcdef\", elements: 589824)"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          "float[768, 768] embeddings = elided(xxh3: \"0123456789abcdef\", elements: 589824)"),
+      std::string::npos)
       << text;
 }
 
@@ -824,18 +846,21 @@ TEST(TextFormat, TypesAndValueInfoRoundTrip) {
   sparseType->set_elem_type(TensorProto::FLOAT);
   sparseType->mutable_shape()->add_dim()->set_dim_value(3);
 
-  for (const auto* info : {&scalar, &unknownRank, &dims, &untyped, &sequence, &map, &optional, &sparse}) {
+  for (const auto* info :
+       {&scalar, &unknownRank, &dims, &untyped, &sequence, &map, &optional, &sparse}) {
     *graph.add_input() = *info;
     *graph.add_value_info() = *info;
   }
   *graph.add_output() = untyped;
 
   std::string text = printOrFail(model);
-  EXPECT_NE(text.find("main (float[] scalar, int64 unknown_rank, float[2, ?, batch, \"unk__1:0\", \"\", -1] "
-                      "dims, untyped, seq(float[3]) sequence, map(int64, float[]) \"map\", "
-                      "optional(seq(float[3])) \"optional\", sparse_tensor(float[3]) sparse) => "
-                      "(untyped)"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          "main (float[] scalar, int64 unknown_rank, float[2, ?, batch, \"unk__1:0\", \"\", -1] "
+          "dims, untyped, seq(float[3]) sequence, map(int64, float[]) \"map\", "
+          "optional(seq(float[3])) \"optional\", sparse_tensor(float[3]) sparse) => "
+          "(untyped)"),
+      std::string::npos)
       << text;
   expectProtoRoundTrip(model);
 }
@@ -922,8 +947,7 @@ TEST(TextFormat, ReportsWhatTheSyntaxCannotExpress) {
          model.mutable_graph()->add_quantization_annotation()->set_tensor_name("x");
        },
        "quantization_annotation"},
-      {"training info",
-       [](onnx::ModelProto& model) { model.add_training_info(); },
+      {"training info", [](onnx::ModelProto& model) { model.add_training_info(); },
        "training_info"},
       {"sparse tensor attribute",
        [](onnx::ModelProto& model) {
@@ -1048,20 +1072,25 @@ TEST(TextFormat, ErrorMissingEquals) {
 }
 
 TEST(TextFormat, ErrorElidedData) {
-  expectParseError("main () => () <\n  float[768] w = elided(xxh3: \"00000000000000ff\", elements: 768)\n> {}",
-                   2, 18, "initializer \"w\" was elided");
+  expectParseError(
+      "main () => () <\n  float[768] w = elided(xxh3: \"00000000000000ff\", elements: 768)\n> {}",
+      2, 18, "initializer \"w\" was elided");
 }
 
 TEST(TextFormat, ErrorValueCountAndRange) {
   expectParseError("main () => () <float[3] w = {1.0, 2.0}> {}", 1, 38,
                    "initializer \"w\" has 2 values but its dims [3] need 3");
-  expectParseError("main () => () <float[1] w = {1.0, 2.0}> {}", 1, 35, "more values than its dims need");
-  expectParseError("main () => () <int8[1] w = {128}> {}", 1, 29, "value 128 is out of the range of int8");
+  expectParseError("main () => () <float[1] w = {1.0, 2.0}> {}", 1, 35,
+                   "more values than its dims need");
+  expectParseError("main () => () <int8[1] w = {128}> {}", 1, 29,
+                   "value 128 is out of the range of int8");
   expectParseError("main () => () <uint64[1] w = {-1}> {}", 1, 31, "out of the range of uint64");
-  expectParseError("main () => () <float16[1] w = {70000.0}> {}", 1, 32, "out of the range of float16");
+  expectParseError("main () => () <float16[1] w = {70000.0}> {}", 1, 32,
+                   "out of the range of float16");
   expectParseError("main () => () <float[1] w = {1e39}> {}", 1, 30, "out of the range of float");
   expectParseError("main () => () <int64[1] w = {1.5}> {}", 1, 30, "expected an integer value");
-  expectParseError("main () => () <float[] w = {}> {}", 1, 29, "has 0 values but its dims [] need 1");
+  expectParseError("main () => () <float[] w = {}> {}", 1, 29,
+                   "has 0 values but its dims [] need 1");
   expectParseError("main () => () <float[N] w = {1.0}> {}", 1, 16, "needs numeric dims");
 }
 
@@ -1125,10 +1154,13 @@ TEST(TextFormat, MutatedModelsFailCleanlyOrRoundTrip) {
       }
       ++parsedCount;
       auto printed = modelToText(*parsed);
-      ASSERT_TRUE(printed.ok()) << printed.status() << "\nafter replacing byte " << i << ":\n" << text;
+      ASSERT_TRUE(printed.ok()) << printed.status() << "\nafter replacing byte " << i << ":\n"
+                                << text;
       auto reparsed = parse(*printed);
       ASSERT_TRUE(reparsed.ok()) << reparsed.status() << "\nprinted:\n" << *printed;
-      ASSERT_TRUE(protosEqual(*parsed, *reparsed)) << "input:\n" << text << "\nprinted:\n" << *printed;
+      ASSERT_TRUE(protosEqual(*parsed, *reparsed)) << "input:\n"
+                                                   << text << "\nprinted:\n"
+                                                   << *printed;
     }
   }
   // Many replacements (inside strings and names, for example) still parse.
@@ -1147,8 +1179,9 @@ double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// A 4 MB float tensor and a 50,000-node graph print and parse in linear
-// time; the bounds are about ten times what a loaded 2-core machine needs.
+// A 4 MB float tensor, a 2 MB float16 tensor and a 50,000-node graph print
+// and parse in linear time. The bounds leave room for a heavily loaded
+// machine and catch quadratic steps, which would take minutes here.
 TEST(TextFormat, LargeTensorsAndGraphsAreFast) {
   onnx::ModelProto model = emptyModel();
   std::vector<float> values(1 << 20);
@@ -1186,8 +1219,8 @@ TEST(TextFormat, LargeTensorsAndGraphsAreFast) {
 
   std::printf("printed %zu bytes in %.3f s, parsed in %.3f s\n", text->size(), printSeconds,
               parseSeconds);
-  EXPECT_LT(printSeconds, 5.0);
-  EXPECT_LT(parseSeconds, 5.0);
+  EXPECT_LT(printSeconds, 10.0);
+  EXPECT_LT(parseSeconds, 10.0);
 }
 
 }  // namespace
