@@ -134,6 +134,72 @@ absl::Status checkOpsetImports(const onnx::ModelProto& proto, const std::string&
   return absl::OkStatus();
 }
 
+// Reads the bytes of a tensor stored as external data into the proto itself.
+absl::Status inlineExternalTensor(onnx::TensorProto& tensor, const std::filesystem::path& baseDir,
+                                  const std::string& what) {
+  if (tensor.data_location() != onnx::TensorProto::EXTERNAL) return absl::OkStatus();
+  auto decoded = Tensor::fromProto(tensor, baseDir, what);
+  if (!decoded.ok()) return decoded.status();
+  std::string name = tensor.name();
+  std::string docString = tensor.doc_string();
+  tensor.Clear();
+  (*decoded)->toProto(&tensor);
+  tensor.set_name(name);
+  if (!docString.empty()) tensor.set_doc_string(docString);
+  return absl::OkStatus();
+}
+
+absl::Status inlineExternalTensors(onnx::NodeProto& node, const std::filesystem::path& baseDir,
+                                   const std::string& source);
+
+absl::Status inlineExternalTensors(onnx::GraphProto& graph, const std::filesystem::path& baseDir,
+                                   const std::string& source) {
+  for (auto& initializer : *graph.mutable_initializer()) {
+    std::string what = absl::StrCat(source, ": initializer '", initializer.name(),
+                                    "' of subgraph '", graph.name(), "'");
+    if (auto status = inlineExternalTensor(initializer, baseDir, what); !status.ok()) {
+      return status;
+    }
+  }
+  for (auto& node : *graph.mutable_node()) {
+    if (auto status = inlineExternalTensors(node, baseDir, source); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+// Reads the external data of the tensors in a node's attributes (a Constant's
+// value, subgraph initializers) into the attribute protos. The IR keeps
+// attributes as protos and has no model folder to resolve locations against
+// later, and the exported model then carries the bytes wherever it is saved.
+absl::Status inlineExternalTensors(onnx::NodeProto& node, const std::filesystem::path& baseDir,
+                                   const std::string& source) {
+  for (auto& attribute : *node.mutable_attribute()) {
+    std::string what = absl::StrCat(source, ": node '", node.name(), "' (", node.op_type(),
+                                    ") attribute '", attribute.name(), "'");
+    if (attribute.has_t()) {
+      if (auto status = inlineExternalTensor(*attribute.mutable_t(), baseDir, what);
+          !status.ok()) {
+        return status;
+      }
+    }
+    for (auto& tensor : *attribute.mutable_tensors()) {
+      if (auto status = inlineExternalTensor(tensor, baseDir, what); !status.ok()) return status;
+    }
+    if (attribute.has_g()) {
+      if (auto status = inlineExternalTensors(*attribute.mutable_g(), baseDir, source);
+          !status.ok()) {
+        return status;
+      }
+    }
+    for (auto& subgraph : *attribute.mutable_graphs()) {
+      if (auto status = inlineExternalTensors(subgraph, baseDir, source); !status.ok()) {
+        return status;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::filesystem::path& baseDir,
                          const std::string& source) {
   graph.setName(proto.name());
@@ -179,7 +245,10 @@ absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::files
   }
 
   std::vector<std::pair<Node*, const onnx::NodeProto*>> withSubgraphs;
-  for (const auto& nodeProto : proto.node()) {
+  for (auto& nodeProto : *proto.mutable_node()) {
+    if (auto status = inlineExternalTensors(nodeProto, baseDir, source); !status.ok()) {
+      return status;
+    }
     std::vector<Value*> inputs;
     for (const auto& name : nodeProto.input()) {
       inputs.push_back(name.empty() ? nullptr : graph.getOrCreateValue(name));

@@ -422,6 +422,45 @@ TEST_F(ExternalData, MissingLocationRejected) {
   EXPECT_MESSAGE_HAS(status, "empty location");
 }
 
+TEST_F(ExternalData, ConstantAttributeResolvedInModelFolder) {
+  // A Constant node's tensor may use external data too (onnx.save_model with
+  // save_as_external_data moves attribute tensors). It must resolve inside
+  // the model's folder, not the working directory.
+  onnx::ModelProto model = makeModel();
+  auto* constant = model.mutable_graph()->add_node();
+  constant->set_name("constant");
+  constant->set_op_type("Constant");
+  constant->add_output("c");
+  auto* value = constant->add_attribute();
+  value->set_name("value");
+  value->set_type(onnx::AttributeProto::TENSOR);
+  auto* tensor = value->mutable_t();
+  tensor->set_data_type(onnx::TensorProto::FLOAT);
+  tensor->add_dims(4);
+  setExternal(tensor, {{"location", "w.bin"}, {"offset", "16"}, {"length", "16"}});
+  model.mutable_graph()->mutable_node(1)->set_input(1, "c");
+
+  auto loaded = importModel(model, dir_.path(), "constant.onnx");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto folded = constantOf((*loaded)->graph().findValue("c"));
+  ASSERT_NE(folded, nullptr);
+  ASSERT_EQ(folded->byteSize(), 16u);
+  EXPECT_EQ(folded->rawData()[0], 1);
+
+  // The exported model carries the bytes, so it loads from any folder.
+  onnx::ModelProto exported = exportModel(**loaded);
+  TempDir elsewhere;
+  auto reloaded = importModel(exported, elsewhere.path(), "copy.onnx");
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  EXPECT_NE(constantOf((*reloaded)->graph().findValue("c")), nullptr);
+
+  // Escaping the folder is rejected as for initializers.
+  setExternal(tensor, {{"location", "../w.bin"}});
+  auto status = importModel(model, dir_.path(), "constant.onnx").status();
+  EXPECT_MESSAGE_HAS(status, "'constant'");
+  EXPECT_MESSAGE_HAS(status, "'..'");
+}
+
 TEST_F(ExternalData, FolderAsLocationRejected) {
   fs::create_directory(dir_.path() / "sub");
   auto status = importWith({{"location", "sub"}, {"length", "16"}});
