@@ -278,6 +278,11 @@ absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::files
     node->setDocString(nodeProto.doc_string());
     bool subgraphs = false;
     for (const auto& attribute : nodeProto.attribute()) {
+      if (node->hasAttribute(attribute.name())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": node '", nodeProto.name(), "' (", nodeProto.op_type(), ") has attribute '",
+            attribute.name(), "' twice; attribute names must be unique within a node"));
+      }
       node->setAttribute(attribute);
       subgraphs = subgraphs || attribute.has_g() || attribute.graphs_size() > 0;
     }

@@ -160,6 +160,22 @@ TEST(Robustness, DuplicateInitializerRejected) {
 }
 
 
+TEST(Robustness, DuplicateAttributeRejected) {
+  onnx::ModelProto model = makeModel();
+  auto* node = model.mutable_graph()->mutable_node(0);
+  for (int i = 0; i < 2; ++i) {
+    auto* attribute = node->add_attribute();
+    attribute->set_name("alpha");
+    attribute->set_type(onnx::AttributeProto::FLOAT);
+    attribute->set_f(0.5f + i);
+  }
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "'relu'");
+  EXPECT_MESSAGE_HAS(status, "attribute 'alpha'");
+  EXPECT_MESSAGE_HAS(status, "twice");
+}
+
 // ---- Opsets and domains ----
 
 
