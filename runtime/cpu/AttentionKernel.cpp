@@ -21,8 +21,8 @@ namespace {
 // Keys per score tile.
 constexpr int64_t kKeyTile = 128;
 
-// Where (batch b, position t, head n) of a Q, K or V operand starts; the
-// head's elements are contiguous from there.
+// The layout of a Q, K or V operand: the offset of (batch b, position t,
+// head n) from strides. The head_size elements from there are contiguous.
 struct HeadView {
   const float* base = nullptr;
   int64_t batchStride = 0;
@@ -188,10 +188,10 @@ class MultiHeadAttentionKernel : public CpuKernel {
     HeadView query, key, value;
   };
 
-  // Recognizes the input layouts: query [b, s, hidden] with key and value
-  // [b, kv, hidden] or [b, heads, kv, head_size], or key packed as [b, kv,
-  // heads, 2, head_size] with value omitted; or query packed as [b, s, heads,
-  // 3, head_size] with key and value omitted.
+  // Recognizes the input layouts. A query [b, s, hidden] takes key and value
+  // as [b, kv, hidden] or [b, heads, kv, head_size], or a key packed as [b,
+  // kv, heads, 2, head_size] with value omitted. A query packed as [b, s,
+  // heads, 3, head_size] takes neither key nor value.
   absl::StatusOr<Geometry> resolve(const KernelContext& context) const {
     if (absl::Status status = requireInput(context, 0, "query"); !status.ok()) return status;
     for (size_t i = 0; i < context.inputs.size() && i < 6; ++i) {
@@ -227,8 +227,9 @@ class MultiHeadAttentionKernel : public CpuKernel {
       g.sequence = g.keySequence = query.shape[1];
       g.headSize = g.valueHeadSize = query.shape[4];
       const float* base = query.as<const float>();
+      HeadView* packedViews[] = {&g.query, &g.key, &g.value};
       for (int i = 0; i < 3; ++i) {
-        HeadView& view = i == 0 ? g.query : i == 1 ? g.key : g.value;
+        HeadView& view = *packedViews[i];
         view.base = base + i * g.headSize;
         view.headStride = 3 * g.headSize;
         view.sequenceStride = heads * 3 * g.headSize;

@@ -428,11 +428,9 @@ class WhereKernel : public CpuKernel {
   explicit WhereKernel(const ir::Node& node) : CpuKernel(node) {}
 
   absl::Status inferOutputs(KernelContext& context) override {
+    const char* names[] = {"condition", "X", "Y"};
     for (size_t i = 0; i < 3; ++i) {
-      if (absl::Status status = requireInput(context, i, i == 0 ? "condition" : i == 1 ? "X" : "Y");
-          !status.ok()) {
-        return status;
-      }
+      if (absl::Status status = requireInput(context, i, names[i]); !status.ok()) return status;
     }
     const TensorView& condition = context.inputs[0];
     const TensorView& x = context.inputs[1];

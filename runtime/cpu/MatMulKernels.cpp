@@ -182,6 +182,7 @@ class GemmKernel : public CpuKernel {
     if (a.type != DataType::kFloat && a.type != DataType::kDouble) {
       return unsupportedType("input A", a.type);
     }
+
     for (size_t i = 1; i < 3; ++i) {
       if (hasInput(context, i) && context.inputs[i].type != a.type) {
         return invalidArgument("input ", i, " has element type ", typeName(context.inputs[i].type),
@@ -192,6 +193,7 @@ class GemmKernel : public CpuKernel {
       return invalidArgument("inputs A and B must be 2-D, got ", shapeToString(a.shape), " and ",
                              shapeToString(b.shape));
     }
+
     const int64_t m = transA_ ? a.shape[1] : a.shape[0];
     const int64_t k = transA_ ? a.shape[0] : a.shape[1];
     const int64_t kB = transB_ ? b.shape[1] : b.shape[0];
@@ -200,6 +202,7 @@ class GemmKernel : public CpuKernel {
       return invalidArgument("inner dims differ: A ", shapeToString(a.shape), " (transA=", transA_,
                              ") and B ", shapeToString(b.shape), " (transB=", transB_, ")");
     }
+
     if (hasInput(context, 2)) {
       absl::StatusOr<Shape> shape = broadcastShapes(name(), {{m, n}, context.inputs[2].shape});
       if (!shape.ok() || *shape != Shape{m, n}) {
@@ -208,6 +211,7 @@ class GemmKernel : public CpuKernel {
                                shapeToString({m, n}));
       }
     }
+
     context.outputs[0].type = a.type;
     context.outputs[0].shape = {m, n};
     return absl::OkStatus();
@@ -289,8 +293,13 @@ absl::StatusOr<EinsumEquation> parseEinsum(const std::string& node, const std::s
     }
     size_t covered = 0;
     if (dots != std::string::npos) {
-      covered = rank.has_value() ? (*rank >= letters ? *rank - letters : SIZE_MAX) : ellipsisRank;
-      if (covered == SIZE_MAX) return invalid(absl::StrCat("term '", term, "' has more letters than its input's rank"));
+      if (!rank.has_value()) {
+        covered = ellipsisRank;
+      } else if (*rank >= letters) {
+        covered = *rank - letters;
+      } else {
+        return invalid(absl::StrCat("term '", term, "' has more letters than its input's rank"));
+      }
       ellipsisRank = std::max(ellipsisRank, covered);
     } else if (rank.has_value() && *rank != letters) {
       return invalid(absl::StrCat("term '", term, "' has ", letters, " letters for an input of rank ", *rank));

@@ -11,8 +11,8 @@ namespace {
 
 // ---- Softmax and LogSoftmax ----
 
-// Softmax of one contiguous row, with the row maximum subtracted first so
-// that exp never overflows.
+// Softmax of one contiguous row. The row maximum is subtracted first, so
+// every exponent is at most 0 and exp cannot overflow.
 template <typename T>
 void softmaxRow(const T* x, T* y, int64_t n, bool logarithm) {
   if constexpr (std::is_same_v<T, float>) {
@@ -71,8 +71,8 @@ void softmaxColumns(const T* x, T* y, int64_t n, int64_t inner, bool logarithm) 
 
 class SoftmaxKernel : public CpuKernel {
  public:
-  // Before opset 13 the input is coerced to 2-D at `axis` and each row of
-  // that matrix is normalized; from 13 only the `axis` dim is normalized.
+  // Before opset 13 the input is coerced to a 2-D matrix at `axis`, and each
+  // row of that matrix is normalized. From opset 13 only the `axis` dim is.
   SoftmaxKernel(const ir::Node& node, int64_t axis, bool coerceTo2D, bool logarithm)
       : CpuKernel(node), axis_(axis), coerceTo2D_(coerceTo2D), logarithm_(logarithm) {}
   bool canRunInPlace() const override { return true; }
