@@ -210,7 +210,7 @@ absl::StatusOr<std::unique_ptr<Schedule>> Schedule::build(const ir::Model& model
   };
 
   auto slotForRead = [&](const ir::Value* value, const ir::Node* reader) -> absl::StatusOr<int> {
-    if (value == nullptr) {
+    if (value == nullptr || value->name().empty()) {
       if (omittedSlot < 0) omittedSlot = newSlot("", SlotKind::kOmitted);
       return omittedSlot;
     }
@@ -234,7 +234,11 @@ absl::StatusOr<std::unique_ptr<Schedule>> Schedule::build(const ir::Model& model
     }
     int stepIndex = static_cast<int>(schedule->steps_.size());
     for (const ir::Value* output : node->outputs()) {
-      int slot = newSlot(output ? output->name() : "", SlotKind::kComputed);
+      // An omitted optional output gets a slot with no buffer, and the kernel
+      // sees null data for it, as in constant folding.
+      bool omitted = output == nullptr || output->name().empty();
+      int slot = newSlot(omitted ? "" : output->name(),
+                         omitted ? SlotKind::kOmitted : SlotKind::kComputed);
       schedule->slots_[slot].producerStep = stepIndex;
       if (output != nullptr) slotOf[output] = slot;
       step.outputSlots.push_back(slot);

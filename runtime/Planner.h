@@ -32,7 +32,7 @@ enum class SlotKind {
   // Computed by a step; lives in the arena, or in its own output buffer when
   // it is a graph output on a host-memory backend.
   kComputed,
-  // An omitted optional node input.
+  // An omitted optional node input or output.
   kOmitted,
 };
 

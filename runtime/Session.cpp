@@ -508,7 +508,9 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
         }
       }
       size_t bytes = output.type == DataType::kUndefined ? 0 : output.byteSize();
-      if (hostMemory && slots[slot].isGraphOutput()) {
+      if (slots[slot].kind == SlotKind::kOmitted) {
+        output.data = nullptr;
+      } else if (hostMemory && slots[slot].isGraphOutput()) {
         HostTensor tensor = allocateHostTensor(output.type, output.shape);
         if (tensor.empty() && output.type != DataType::kUndefined) {
           return absl::ResourceExhaustedError(absl::StrCat(

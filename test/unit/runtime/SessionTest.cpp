@@ -250,6 +250,36 @@ TEST(SessionTest, ValueDependentShapeReplans) {
   EXPECT_EQ(stats.plansBuilt, 3u);
 }
 
+TEST(SessionTest, OmittedOutputsGetNoBuffer) {
+  // LayerNormalization with its optional Mean and InvStdDev outputs omitted
+  // in one node and requested in the other.
+  auto model = std::make_unique<ir::Model>();
+  model->setOpsetVersion("", 17);
+  ir::Graph& graph = model->graph();
+  ir::Value* x = addInput(graph, "x", DataType::kFloat, {Dim::known(2), Dim::known(4)});
+  ir::Value* scale = graph.addInitializer("scale", ir::Tensor::create<float>({4}, {1, 1, 1, 1}));
+  ir::Value* bias = graph.addInitializer("bias", ir::Tensor::create<float>({4}, {0, 0, 0, 0}));
+  ir::Node* bare = graph.createNode("LayerNormalization", "", {x, scale, bias}, {"y", "", ""});
+  ir::Node* full =
+      graph.createNode("LayerNormalization", "", {x, scale, bias}, {"z", "mean", "inv_std"});
+  graph.addOutput(bare->output(0));
+  graph.addOutput(full->output(1));
+  std::unique_ptr<Session> session = createSession(*model, testOptions());
+  ASSERT_NE(session, nullptr);
+  auto outputs = session->runOrdered(
+      {HostTensor::fromVector<float>({2, 4}, {1, 2, 3, 4, -1, -1, 1, 1})});
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  // Row 1: mean 2.5, variance 1.25; row 2: mean 0, variance 1.
+  float inverse = 1.0f / std::sqrt(1.25f + 1e-5f);
+  expectNear((*outputs)[0], {-1.5f * inverse, -0.5f * inverse, 0.5f * inverse, 1.5f * inverse,
+                             -1 / std::sqrt(1 + 1e-5f), -1 / std::sqrt(1 + 1e-5f),
+                             1 / std::sqrt(1 + 1e-5f), 1 / std::sqrt(1 + 1e-5f)});
+  expectNear((*outputs)[1], {2.5f, 0.0f});
+  // Only z and inv_std need arena space (64 bytes each once aligned); the
+  // omitted outputs take none and the graph outputs have their own buffers.
+  EXPECT_EQ(session->stats().unsharedBytes, 128u);
+}
+
 TEST(SessionTest, ConstantWeightsAreNotCopied) {
   CpuBackend backend(BackendOptions{});
   auto tensor = ir::Tensor::create<float>({2}, {1.0f, 2.0f});
