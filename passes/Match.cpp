@@ -24,7 +24,7 @@ ir::Node* matchProducer(const ir::Value* value, std::string_view opType, MatchFa
       domain.empty() ? std::string(opType) : absl::StrCat(std::string(domain), ".",
                                                           std::string(opType));
   if (value == nullptr) {
-    mismatch(why, absl::StrCat("expected a ", expected, " output but the input is omitted"));
+    mismatch(why, absl::StrCat("expected an output of ", expected, " but the input is omitted"));
     return nullptr;
   }
   ir::Node* producer = value->producer();
@@ -35,7 +35,7 @@ ir::Node* matchProducer(const ir::Value* value, std::string_view opType, MatchFa
   }
   if (!producer->is(opType, domain)) {
     mismatch(why, absl::StrCat(describeValue(value), " is computed by ", producer->describe(),
-                               ", not by a ", expected));
+                               ", not by ", expected));
     return nullptr;
   }
   return producer;
@@ -64,7 +64,7 @@ std::optional<std::vector<ir::Node*>> matchParentPath(const ir::Node* node,
         }
       }
       if (producer == nullptr) {
-        mismatch(why, absl::StrCat("no input of ", current->describe(), " is computed by a ",
+        mismatch(why, absl::StrCat("no input of ", current->describe(), " is computed by ",
                                    std::string(step.opType)));
         return std::nullopt;
       }

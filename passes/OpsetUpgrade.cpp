@@ -68,6 +68,11 @@ absl::Status upgradeOnnxOpset(ir::Model& model, int64_t target) {
     graph.setInitializer(value, tensor);
   }
 
+  // ONNX 1.12 pairs opset 17 with IR version 8 (onnx.helper.VERSION_TABLE);
+  // the converter keeps the model's older IR version.
+  if (target >= 17 && (*imported)->header().ir_version() < 8) {
+    (*imported)->header().set_ir_version(8);
+  }
   (*imported)->setBaseDir(model.baseDir());
   model = std::move(**imported);
   return absl::OkStatus();
