@@ -123,6 +123,23 @@ def check_reports(model_path, work_dir):
                                         f"{completed.stdout}")
     print("  --json, --compare-to and the printed report agree")
 
+    concurrent_dir = work_dir / "concurrent"
+    completed = run_roformer(model_path, "--synthetic", "--batch", 2, "--seq-len", SEQ_LEN,
+                             "--threads", THREADS, "--warmup", 0, "--iterations", 20,
+                             "--concurrency", 2, "--output-dir", concurrent_dir)
+    check("Concurrency: 2 threads, 20 runs each, identical outputs" in completed.stdout,
+          f"--concurrency 2 prints:\n{completed.stdout}")
+    serial_dir = work_dir / "serial"
+    run_roformer(model_path, "--synthetic", "--batch", 2, "--seq-len", SEQ_LEN,
+                 "--threads", THREADS, "--warmup", 0, "--iterations", 1,
+                 "--output-dir", serial_dir)
+    concurrent = read_tensor_folder(concurrent_dir, "outputs.json")
+    serial = read_tensor_folder(serial_dir, "outputs.json")
+    for name, array in serial.items():
+        check(np.array_equal(concurrent[name], array),
+              f"{name} from concurrent runs differs from a single run")
+    print("  40 runs from 2 threads at once give the outputs of a single run")
+
 
 def check_list_ops():
     completed = run_roformer("--list-ops")
@@ -167,6 +184,8 @@ def check_errors(model_path, samples_dir, work_dir):
         (["--synthetic", "--precision", "fp16"], "needs --device cuda", "fp16 on the cpu"),
         (["--synthetic", "--device", "tpu"], "no backend for device 'tpu'", "unknown device"),
         (["--synthetic", "--iterations", "0"], "--iterations must be at least 1", "no iterations"),
+        (["--synthetic", "--concurrency", "0"], "--concurrency must be at least 1",
+         "no concurrency"),
         ([*good, "--batch", "2"], "--batch and --seq-len shape synthetic inputs",
          "--batch with file inputs"),
     ]

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -60,6 +62,11 @@ cl::opt<int> warmup("warmup", cl::desc("Untimed runs before timing (default 1)")
                     cl::cat(category));
 cl::opt<int> iterations("iterations", cl::desc("Timed runs (default 10)"), cl::init(10),
                         cl::cat(category));
+cl::opt<int> concurrency(
+    "concurrency",
+    cl::desc("Run from this many threads at once, each doing --iterations runs, and check that "
+             "all runs give identical outputs (default 1)"),
+    cl::init(1), cl::cat(category));
 cl::opt<std::string> outputDir(
     "output-dir",
     cl::desc("Write each output as DIR/<name>.npy (characters outside [A-Za-z0-9_.-] become _) "
@@ -122,18 +129,15 @@ absl::StatusOr<int64_t> chooseDim(const char* flag, int64_t requested,
   return fixed.value_or(fallback);
 }
 
-void printLatency(const run::LatencyStats& stats, int64_t batch) {
+void printLatency(const run::LatencyStats& stats, int64_t batch, double throughput) {
   std::cout << absl::StrFormat(
       "Latency (ms, %d runs): mean %.3f  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n",
       stats.count, stats.meanMs, stats.minMs, stats.p50Ms, stats.p90Ms, stats.p99Ms,
       stats.maxMs);
-  double throughput = stats.totalSeconds > 0
-                          ? static_cast<double>(batch) * stats.count / stats.totalSeconds
-                          : 0.0;
   std::cout << absl::StrFormat("Throughput: %.2f sequences/s (batch %d)\n", throughput, batch);
 }
 
-void writeLatencyJson(run::JsonWriter& json, const run::LatencyStats& stats, double sequences) {
+void writeLatencyJson(run::JsonWriter& json, const run::LatencyStats& stats, double throughput) {
   json.beginObject("latency_ms");
   json.number("mean", stats.meanMs);
   json.number("min", stats.minMs);
@@ -142,8 +146,7 @@ void writeLatencyJson(run::JsonWriter& json, const run::LatencyStats& stats, dou
   json.number("p99", stats.p99Ms);
   json.number("max", stats.maxMs);
   json.endObject();
-  json.number("throughput_sequences_per_s",
-              stats.totalSeconds > 0 ? sequences / stats.totalSeconds : 0.0);
+  json.number("throughput_sequences_per_s", throughput);
 }
 
 // Prints the comparison table; returns an error when a tolerance is exceeded
@@ -206,15 +209,305 @@ absl::Status reportComparison(const std::map<std::string, run::OutputComparison>
   return absl::OkStatus();
 }
 
+// What both modes need: the sessions, the id inputs and the report.
+struct RunContext {
+  const Session& session;
+  const Session* reference;
+  run::IdInputs ids;
+  std::optional<int64_t> fixedBatch;
+  std::optional<int64_t> fixedSeq;
+  run::JsonWriter json;
+  // Set when --compare-tolerance is exceeded; reported after --json is written.
+  absl::Status compareStatus;
+};
+
+absl::Status runCail2019Mode(RunContext& context) {
+  absl::StatusOr<int64_t> batch = chooseDim("batch", batchSize, context.fixedBatch, 1);
+  if (!batch.ok()) return batch.status();
+  absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, context.fixedSeq, 1024);
+  if (!length.ok()) return length.status();
+  absl::StatusOr<run::CailData> data = run::loadCail2019(cail2019Dir);
+  if (!data.ok()) return data.status();
+
+  run::CailOptions options;
+  options.batch = *batch;
+  options.seqLen = *length;
+  options.scoreOutput = scoreOutput;
+  options.warmup = warmup;
+  options.reference = context.reference;
+  options.keepOutputs = !outputDir.empty();
+  options.progressBar = isatty(STDERR_FILENO) != 0;
+  absl::StatusOr<run::CailResult> result =
+      run::runCail2019(context.session, context.ids, *data, options);
+  if (!result.ok()) return result.status();
+
+  std::cout << absl::StrFormat("CAIL2019: %d sequences, batch %d, sequence length %d\n",
+                               result->sequences, *batch, *length);
+  if (result->truncated > 0) {
+    std::cout << absl::StrFormat("  %d sequences were longer and were cut to %d tokens\n",
+                                 result->truncated, *length);
+  }
+  std::cout << absl::StrFormat("Accuracy: %.6f (%d of %d pairs with score[2i] > score[2i+1], "
+                               "scores from %s)\n",
+                               result->accuracy, result->correct, result->pairs,
+                               result->scoreOutput);
+  run::LatencyStats stats = run::summarizeLatencies(result->latenciesMs);
+  printLatency(stats, *batch, static_cast<double>(result->sequences) / stats.totalSeconds);
+
+  run::JsonWriter& json = context.json;
+  json.integer("batch", *batch);
+  json.integer("seq_len", *length);
+  json.integer("warmup", warmup);
+  json.integer("iterations", static_cast<int64_t>(stats.count));
+  writeLatencyJson(json, stats, static_cast<double>(result->sequences) / stats.totalSeconds);
+  json.beginObject("cail2019");
+  json.string("folder", cail2019Dir);
+  json.integer("sequences", result->sequences);
+  json.integer("pairs", result->pairs);
+  json.integer("correct_pairs", result->correct);
+  json.number("accuracy", result->accuracy);
+  json.integer("truncated_sequences", result->truncated);
+  json.string("score_output", result->scoreOutput);
+  json.endObject();
+
+  if (!outputDir.empty()) {
+    absl::Status written = run::writeTensorFolder(outputDir, result->outputs, "outputs.json");
+    if (!written.ok()) return written;
+  }
+  if (context.reference != nullptr) {
+    context.compareStatus =
+        reportComparison(result->comparisons, context.session, *context.reference, json);
+  }
+  return absl::OkStatus();
+}
+
+// Timed runs of one input set, from one thread or from several at once.
+struct TimedRuns {
+  std::vector<double> latenciesMs;
+  double wallSeconds = 0;
+  std::map<std::string, HostTensor> outputs;
+};
+
+bool sameBytes(const std::map<std::string, HostTensor>& a,
+               const std::map<std::string, HostTensor>& b) {
+  for (const auto& [name, tensor] : a) {
+    auto it = b.find(name);
+    if (it == b.end() || it->second.shape() != tensor.shape() ||
+        it->second.byteSize() != tensor.byteSize() ||
+        std::memcmp(it->second.rawData(), tensor.rawData(), tensor.byteSize()) != 0) {
+      return false;
+    }
+  }
+  return a.size() == b.size();
+}
+
+absl::StatusOr<TimedRuns> timeRuns(const Session& session,
+                                   const std::map<std::string, HostTensor>& inputs) {
+  TimedRuns timed;
+  for (int i = 0; i < warmup; ++i) {
+    absl::StatusOr<std::map<std::string, HostTensor>> outputs = session.run(inputs);
+    if (!outputs.ok()) return outputs.status();
+  }
+
+  // Each thread checks that all its runs agree, then the threads' first
+  // results are compared with each other.
+  int threadCount = concurrency;
+  std::vector<std::vector<double>> latencies(threadCount);
+  std::vector<std::map<std::string, HostTensor>> firstOutputs(threadCount);
+  std::vector<absl::Status> errors(threadCount);
+  auto worker = [&](int index) {
+    for (int i = 0; i < iterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      absl::StatusOr<std::map<std::string, HostTensor>> outputs = session.run(inputs);
+      auto stop = std::chrono::steady_clock::now();
+      if (!outputs.ok()) {
+        errors[index] = outputs.status();
+        return;
+      }
+      latencies[index].push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+      if (i == 0) {
+        firstOutputs[index] = std::move(*outputs);
+      } else if (!sameBytes(*outputs, firstOutputs[index])) {
+        errors[index] = absl::InternalError(absl::StrCat(
+            "run ", i + 1, " of thread ", index + 1, " gave other outputs than its first run"));
+        return;
+      }
+    }
+  };
+  auto start = std::chrono::steady_clock::now();
+  if (threadCount == 1) {
+    worker(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < threadCount; ++i) threads.emplace_back(worker, i);
+    for (std::thread& thread : threads) thread.join();
+  }
+  timed.wallSeconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  for (int i = 0; i < threadCount; ++i) {
+    if (!errors[i].ok()) return errors[i];
+    if (!sameBytes(firstOutputs[i], firstOutputs[0])) {
+      return absl::InternalError(absl::StrCat(
+          "concurrent runs disagree: thread ", i + 1, " gave other outputs than thread 1"));
+    }
+    timed.latenciesMs.insert(timed.latenciesMs.end(), latencies[i].begin(), latencies[i].end());
+  }
+  timed.outputs = std::move(firstOutputs[0]);
+  return timed;
+}
+
+// Reads --input files and adds --synthetic ids; sets `batch` and, for
+// synthetic inputs, `syntheticLength`.
+absl::StatusOr<std::map<std::string, HostTensor>> prepareInputs(const RunContext& context,
+                                                                int64_t& batch,
+                                                                int64_t& syntheticLength) {
+  absl::StatusOr<std::map<std::string, HostTensor>> inputs =
+      run::readInputFiles(context.session, inputSpecs);
+  if (!inputs.ok()) return inputs.status();
+  batch = 0;
+  syntheticLength = 0;
+  if (synthetic) {
+    absl::StatusOr<int64_t> chosenBatch = chooseDim("batch", batchSize, context.fixedBatch, 1);
+    if (!chosenBatch.ok()) return chosenBatch.status();
+    absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, context.fixedSeq, 1024);
+    if (!length.ok()) return length.status();
+    run::SyntheticOptions options{*chosenBatch, *length, seed};
+    absl::Status added = run::addSyntheticInputs(context.session, context.ids, options, *inputs);
+    if (!added.ok()) return added;
+    batch = *chosenBatch;
+    syntheticLength = *length;
+  } else if (batchSize > 0 || seqLen > 0) {
+    return absl::InvalidArgumentError(
+        "--batch and --seq-len shape synthetic inputs; with --input the files set the shapes");
+  }
+  for (const runtime::TensorInfo& info : context.session.inputs()) {
+    auto it = inputs->find(info.name);
+    if (batch == 0 && it != inputs->end() && !it->second.shape().empty()) {
+      batch = it->second.shape()[0];
+    }
+  }
+  if (batch == 0) batch = 1;
+  return inputs;
+}
+
+// Input or output tensors in the session's graph order.
+std::vector<std::pair<std::string, HostTensor>> inGraphOrder(
+    const std::vector<runtime::TensorInfo>& infos, const std::map<std::string, HostTensor>& map) {
+  std::vector<std::pair<std::string, HostTensor>> ordered;
+  for (const runtime::TensorInfo& info : infos) {
+    auto it = map.find(info.name);
+    if (it != map.end()) ordered.emplace_back(info.name, it->second);
+  }
+  return ordered;
+}
+
+absl::Status runLatencyMode(RunContext& context) {
+  const Session& session = context.session;
+  int64_t batch = 0;
+  int64_t syntheticLength = 0;
+  absl::StatusOr<std::map<std::string, HostTensor>> inputs =
+      prepareInputs(context, batch, syntheticLength);
+  if (!inputs.ok()) return inputs.status();
+  std::vector<std::string> described;
+  for (const auto& [name, tensor] : inGraphOrder(session.inputs(), *inputs)) {
+    described.push_back(describeTensor(name, tensor));
+  }
+  std::cout << "Inputs: " << absl::StrJoin(described, ", ") << "\n";
+  if (!saveInputs.empty()) {
+    absl::Status written = run::writeTensorFolder(
+        saveInputs, inGraphOrder(session.inputs(), *inputs), "inputs.json");
+    if (!written.ok()) return written;
+  }
+
+  absl::StatusOr<TimedRuns> timed = timeRuns(session, *inputs);
+  if (!timed.ok()) return timed.status();
+  run::LatencyStats stats = run::summarizeLatencies(timed->latenciesMs);
+  // One thread: sequences per second of run time. Several: per second of
+  // wall time, since their runs overlap.
+  double sequences = static_cast<double>(batch) * static_cast<double>(stats.count);
+  double throughput = concurrency > 1 ? sequences / timed->wallSeconds
+                                      : sequences / stats.totalSeconds;
+  if (concurrency > 1) {
+    std::cout << absl::StrFormat("Concurrency: %d threads, %d runs each, identical outputs\n",
+                                 concurrency.getValue(), iterations.getValue());
+  }
+  printLatency(stats, batch, throughput);
+  runtime::SessionStats sessionStats = session.stats();
+  std::cout << absl::StrFormat(
+      "Arena: %.2f MiB for %.2f MiB of intermediate tensors, %d of %d steps in place\n",
+      mebibytes(sessionStats.arenaBytes), mebibytes(sessionStats.unsharedBytes),
+      sessionStats.inPlaceSteps, session.stepCount());
+  std::vector<std::string> outputLines;
+  for (const auto& [name, tensor] : inGraphOrder(session.outputs(), timed->outputs)) {
+    outputLines.push_back(describeTensor(name, tensor));
+  }
+  std::cout << "Outputs: " << absl::StrJoin(outputLines, ", ") << "\n";
+
+  run::JsonWriter& json = context.json;
+  json.integer("batch", batch);
+  if (syntheticLength > 0) json.integer("seq_len", syntheticLength);
+  json.integer("warmup", warmup);
+  json.integer("iterations", iterations);
+  json.integer("concurrency", concurrency);
+  writeLatencyJson(json, stats, throughput);
+  json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
+  json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
+  json.integer("in_place_steps", static_cast<int64_t>(sessionStats.inPlaceSteps));
+
+  if (!outputDir.empty()) {
+    absl::Status written = run::writeTensorFolder(
+        outputDir, inGraphOrder(session.outputs(), timed->outputs), "outputs.json");
+    if (!written.ok()) return written;
+  }
+  if (context.reference != nullptr) {
+    absl::StatusOr<std::map<std::string, HostTensor>> expected = context.reference->run(*inputs);
+    if (!expected.ok()) {
+      return absl::Status(expected.status().code(),
+                          absl::StrCat("reference model: ", expected.status().message()));
+    }
+    std::map<std::string, run::OutputComparison> comparisons;
+    for (const auto& [name, tensor] : timed->outputs) {
+      auto it = expected->find(name);
+      if (it != expected->end()) comparisons[name].add(tensor, it->second);
+    }
+    context.compareStatus = reportComparison(comparisons, session, *context.reference, json);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status checkFlags(runtime::Precision precisionValue) {
+  if (precisionValue != runtime::Precision::kFp32 && device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--precision ", std::string(precision), " needs --device cuda; the ",
+                     std::string(device), " device computes in fp32"));
+  }
+  if (threads < 0) return absl::InvalidArgumentError("--threads must be 0 or more");
+  if (listOps) return absl::OkStatus();
+  if (modelPath.empty()) {
+    return absl::InvalidArgumentError("no model given; usage: roformer-run MODEL [options]");
+  }
+  if (iterations < 1) return absl::InvalidArgumentError("--iterations must be at least 1");
+  if (warmup < 0) return absl::InvalidArgumentError("--warmup must be 0 or more");
+  if (concurrency < 1) return absl::InvalidArgumentError("--concurrency must be at least 1");
+  if (inputSpecs.empty() && !synthetic && cail2019Dir.empty()) {
+    return absl::InvalidArgumentError(
+        "no inputs: pass --input NAME=FILE.npy, --synthetic or --cail2019 DIR");
+  }
+  if (!cail2019Dir.empty() && (!inputSpecs.empty() || synthetic)) {
+    return absl::InvalidArgumentError(
+        "--cail2019 reads its inputs from the folder; drop --input and --synthetic");
+  }
+  if (!cail2019Dir.empty() && concurrency > 1) {
+    return absl::InvalidArgumentError("--concurrency applies to --input and --synthetic runs");
+  }
+  return absl::OkStatus();
+}
+
 int runMain() {
   absl::StatusOr<runtime::Precision> parsedPrecision = runtime::parsePrecision(precision);
   if (!parsedPrecision.ok()) return fail(parsedPrecision.status());
-  if (*parsedPrecision != runtime::Precision::kFp32 && device != "cuda") {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat("--precision ", std::string(precision), " needs --device cuda; the ",
-                     std::string(device), " device computes in fp32")));
-  }
-  if (threads < 0) return fail(absl::InvalidArgumentError("--threads must be 0 or more"));
+  if (absl::Status valid = checkFlags(*parsedPrecision); !valid.ok()) return fail(valid);
 
   if (listOps) {
     runtime::BackendOptions backendOptions;
@@ -224,20 +517,6 @@ int runMain() {
     if (!backend.ok()) return fail(backend.status());
     for (const std::string& op : (*backend)->kernels().listOps()) std::cout << op << "\n";
     return 0;
-  }
-
-  if (modelPath.empty()) {
-    return fail(absl::InvalidArgumentError("no model given; usage: roformer-run MODEL [options]"));
-  }
-  if (iterations < 1) return fail(absl::InvalidArgumentError("--iterations must be at least 1"));
-  if (warmup < 0) return fail(absl::InvalidArgumentError("--warmup must be 0 or more"));
-  if (inputSpecs.empty() && !synthetic && cail2019Dir.empty()) {
-    return fail(absl::InvalidArgumentError(
-        "no inputs: pass --input NAME=FILE.npy, --synthetic or --cail2019 DIR"));
-  }
-  if (!cail2019Dir.empty() && (!inputSpecs.empty() || synthetic)) {
-    return fail(absl::InvalidArgumentError(
-        "--cail2019 reads its inputs from the folder; drop --input and --synthetic"));
   }
 
   runtime::SessionOptions options;
@@ -271,182 +550,29 @@ int runMain() {
   std::cout << absl::StrFormat("Device: %s, %d threads, %s\n", session.backend().name(),
                                resolvedThreads, runtime::precisionName(*parsedPrecision));
 
-  run::IdInputs ids = run::findIdInputs(
-      session, vocab > 0 ? std::optional<int64_t>(vocab) : std::nullopt);
-  std::optional<int64_t> fixedBatch;
-  std::optional<int64_t> fixedSeq;
-  if (ids.tokenInput >= 0) {
-    fixedBatch = run::fixedDim(session.inputs()[ids.tokenInput], 0);
-    fixedSeq = run::fixedDim(session.inputs()[ids.tokenInput], 1);
+  RunContext context{session, reference.get(), {}, std::nullopt, std::nullopt, {}, {}};
+  context.ids =
+      run::findIdInputs(session, vocab > 0 ? std::optional<int64_t>(vocab) : std::nullopt);
+  if (context.ids.tokenInput >= 0) {
+    context.fixedBatch = run::fixedDim(session.inputs()[context.ids.tokenInput], 0);
+    context.fixedSeq = run::fixedDim(session.inputs()[context.ids.tokenInput], 1);
   }
 
-  run::JsonWriter json;
+  run::JsonWriter& json = context.json;
   json.beginObject();
   json.string("model", modelPath);
   json.string("device", session.backend().name());
   json.integer("threads", resolvedThreads);
   json.string("precision", runtime::precisionName(*parsedPrecision));
-  absl::Status compareStatus;
-
-  if (!cail2019Dir.empty()) {
-    // ---- CAIL2019-SCM accuracy ----
-    absl::StatusOr<int64_t> batch = chooseDim("batch", batchSize, fixedBatch, 1);
-    if (!batch.ok()) return fail(batch.status());
-    absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, fixedSeq, 1024);
-    if (!length.ok()) return fail(length.status());
-    absl::StatusOr<run::CailData> data = run::loadCail2019(cail2019Dir);
-    if (!data.ok()) return fail(data.status());
-
-    run::CailOptions cailOptions;
-    cailOptions.batch = *batch;
-    cailOptions.seqLen = *length;
-    cailOptions.scoreOutput = scoreOutput;
-    cailOptions.warmup = warmup;
-    cailOptions.reference = reference.get();
-    cailOptions.keepOutputs = !outputDir.empty();
-    cailOptions.progressBar = isatty(STDERR_FILENO) != 0;
-    absl::StatusOr<run::CailResult> result = run::runCail2019(session, ids, *data, cailOptions);
-    if (!result.ok()) return fail(result.status());
-
-    std::cout << absl::StrFormat("CAIL2019: %d sequences, batch %d, sequence length %d\n",
-                                 result->sequences, *batch, *length);
-    if (result->truncated > 0) {
-      std::cout << absl::StrFormat("  %d sequences were longer and were cut to %d tokens\n",
-                                   result->truncated, *length);
-    }
-    std::cout << absl::StrFormat("Accuracy: %.6f (%d of %d pairs with score[2i] > score[2i+1], "
-                                 "scores from %s)\n",
-                                 result->accuracy, result->correct, result->pairs,
-                                 result->scoreOutput);
-    run::LatencyStats stats = run::summarizeLatencies(result->latenciesMs);
-    printLatency(stats, *batch);
-
-    json.integer("batch", *batch);
-    json.integer("seq_len", *length);
-    json.integer("warmup", warmup);
-    json.integer("iterations", static_cast<int64_t>(stats.count));
-    writeLatencyJson(json, stats, static_cast<double>(result->sequences));
-    json.beginObject("cail2019");
-    json.string("folder", cail2019Dir);
-    json.integer("sequences", result->sequences);
-    json.integer("pairs", result->pairs);
-    json.integer("correct_pairs", result->correct);
-    json.number("accuracy", result->accuracy);
-    json.integer("truncated_sequences", result->truncated);
-    json.string("score_output", result->scoreOutput);
-    json.endObject();
-
-    if (!outputDir.empty()) {
-      absl::Status written = run::writeTensorFolder(outputDir, result->outputs, "outputs.json");
-      if (!written.ok()) return fail(written);
-    }
-    if (reference) compareStatus = reportComparison(result->comparisons, session, *reference, json);
-  } else {
-    // ---- Latency and throughput on given or synthetic inputs ----
-    absl::StatusOr<std::map<std::string, HostTensor>> inputs =
-        run::readInputFiles(session, inputSpecs);
-    if (!inputs.ok()) return fail(inputs.status());
-    int64_t batch = 0;
-    int64_t syntheticLength = 0;
-    if (synthetic) {
-      absl::StatusOr<int64_t> chosenBatch = chooseDim("batch", batchSize, fixedBatch, 1);
-      if (!chosenBatch.ok()) return fail(chosenBatch.status());
-      absl::StatusOr<int64_t> length = chooseDim("seq-len", seqLen, fixedSeq, 1024);
-      if (!length.ok()) return fail(length.status());
-      run::SyntheticOptions syntheticOptions{*chosenBatch, *length, seed};
-      if (absl::Status s = run::addSyntheticInputs(session, ids, syntheticOptions, *inputs);
-          !s.ok()) {
-        return fail(s);
-      }
-      batch = *chosenBatch;
-      syntheticLength = *length;
-    } else if (batchSize > 0 || seqLen > 0) {
-      return fail(absl::InvalidArgumentError(
-          "--batch and --seq-len shape synthetic inputs; with --input the files set the shapes"));
-    }
-    std::vector<std::string> described;
-    for (const runtime::TensorInfo& info : session.inputs()) {
-      auto it = inputs->find(info.name);
-      if (it == inputs->end()) continue;
-      described.push_back(describeTensor(info.name, it->second));
-      if (batch == 0 && !it->second.shape().empty()) batch = it->second.shape()[0];
-    }
-    if (batch == 0) batch = 1;
-    std::cout << "Inputs: " << absl::StrJoin(described, ", ") << "\n";
-    if (!saveInputs.empty()) {
-      std::vector<std::pair<std::string, HostTensor>> ordered;
-      for (const runtime::TensorInfo& info : session.inputs()) {
-        auto it = inputs->find(info.name);
-        if (it != inputs->end()) ordered.emplace_back(info.name, it->second);
-      }
-      if (absl::Status s = run::writeTensorFolder(saveInputs, ordered, "inputs.json"); !s.ok()) return fail(s);
-    }
-
-    absl::StatusOr<std::map<std::string, HostTensor>> outputs;
-    for (int i = 0; i < warmup; ++i) {
-      outputs = session.run(*inputs);
-      if (!outputs.ok()) return fail(outputs.status());
-    }
-    std::vector<double> latencies;
-    for (int i = 0; i < iterations; ++i) {
-      auto start = std::chrono::steady_clock::now();
-      outputs = session.run(*inputs);
-      auto stop = std::chrono::steady_clock::now();
-      if (!outputs.ok()) return fail(outputs.status());
-      latencies.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
-    }
-    run::LatencyStats stats = run::summarizeLatencies(latencies);
-    printLatency(stats, batch);
-    runtime::SessionStats sessionStats = session.stats();
-    std::cout << absl::StrFormat(
-        "Arena: %.2f MiB for %.2f MiB of intermediate tensors, %d of %d steps in place\n",
-        mebibytes(sessionStats.arenaBytes), mebibytes(sessionStats.unsharedBytes),
-        sessionStats.inPlaceSteps, session.stepCount());
-    std::vector<std::string> outputLines;
-    for (const runtime::TensorInfo& info : session.outputs()) {
-      outputLines.push_back(describeTensor(info.name, outputs->at(info.name)));
-    }
-    std::cout << "Outputs: " << absl::StrJoin(outputLines, ", ") << "\n";
-
-    json.integer("batch", batch);
-    if (syntheticLength > 0) json.integer("seq_len", syntheticLength);
-    json.integer("warmup", warmup);
-    json.integer("iterations", iterations);
-    writeLatencyJson(json, stats, static_cast<double>(batch) * static_cast<double>(stats.count));
-    json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
-    json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
-    json.integer("in_place_steps", static_cast<int64_t>(sessionStats.inPlaceSteps));
-
-    if (!outputDir.empty()) {
-      std::vector<std::pair<std::string, HostTensor>> ordered;
-      for (const runtime::TensorInfo& info : session.outputs()) {
-        ordered.emplace_back(info.name, outputs->at(info.name));
-      }
-      absl::Status written = run::writeTensorFolder(outputDir, ordered, "outputs.json");
-      if (!written.ok()) return fail(written);
-    }
-    if (reference) {
-      absl::StatusOr<std::map<std::string, HostTensor>> expected = reference->run(*inputs);
-      if (!expected.ok()) {
-        return fail(absl::Status(expected.status().code(),
-                                 absl::StrCat("reference model: ", expected.status().message())));
-      }
-      std::map<std::string, run::OutputComparison> comparisons;
-      for (const auto& [name, tensor] : *outputs) {
-        auto it = expected->find(name);
-        if (it != expected->end()) comparisons[name].add(tensor, it->second);
-      }
-      compareStatus = reportComparison(comparisons, session, *reference, json);
-    }
-  }
-
+  absl::Status ran = cail2019Dir.empty() ? runLatencyMode(context) : runCail2019Mode(context);
+  if (!ran.ok()) return fail(ran);
   json.endObject();
+
   if (!jsonPath.empty()) {
-    if (absl::Status s = ir::writeFileAtomically(std::string(jsonPath), json.text() + "\n"); !s.ok()) {
-      return fail(s);
-    }
+    absl::Status written = ir::writeFileAtomically(std::string(jsonPath), json.text() + "\n");
+    if (!written.ok()) return fail(written);
   }
-  if (!compareStatus.ok()) return fail(compareStatus);
+  if (!context.compareStatus.ok()) return fail(context.compareStatus);
   return 0;
 }
 
