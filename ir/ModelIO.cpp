@@ -66,27 +66,92 @@ std::string domainForMessage(const std::string& domain) {
   return domain.empty() ? std::string("ai.onnx") : domain;
 }
 
-// Checks that the nodes of `graph` and of its subgraphs are all in domains
-// that `imported` lists.
-absl::Status checkNodeDomains(const onnx::GraphProto& graph,
-                              const std::unordered_map<std::string, int64_t>& imported,
-                              const std::string& source) {
+std::string attributeTypeName(onnx::AttributeProto::AttributeType type) {
+  return onnx::AttributeProto::AttributeType_Name(type);
+}
+
+// True when the attribute holds a value in the field its type names. The
+// repeated types may be empty, so only the single-value types are checked.
+bool attributeHasValue(const onnx::AttributeProto& attribute) {
+  switch (attribute.type()) {
+    case onnx::AttributeProto::FLOAT:
+      return attribute.has_f();
+    case onnx::AttributeProto::INT:
+      return attribute.has_i();
+    case onnx::AttributeProto::STRING:
+      return attribute.has_s();
+    case onnx::AttributeProto::TENSOR:
+      return attribute.has_t();
+    case onnx::AttributeProto::GRAPH:
+      return attribute.has_g();
+    default:
+      return true;
+  }
+}
+
+// Checks a node of an ONNX domain against the operator's schema at the
+// model's opset: the operator must exist, and each attribute the schema
+// declares must have the declared type and a value. Attributes the schema
+// does not declare are left to ONNX's checker (--verify-each).
+absl::Status checkNodeSchema(const onnx::NodeProto& node, const std::string& domain,
+                             int64_t version, const std::string& source) {
+  const onnx::OpSchema* schema =
+      onnx::OpSchemaRegistry::Schema(node.op_type(), static_cast<int>(version), domain);
+  if (schema == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": node '", node.name(), "': domain '", domainForMessage(domain),
+        "' has no operator '", node.op_type(), "' at opset ", version,
+        "; check the op type and the model's opset_import"));
+  }
+  for (const auto& attribute : node.attribute()) {
+    auto declared = schema->attributes().find(attribute.name());
+    if (declared == schema->attributes().end()) continue;
+    onnx::AttributeProto::AttributeType expected = declared->second.type;
+    if (attribute.type() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": node '", node.name(), "' (", node.op_type(), ") has attribute '",
+          attribute.name(), "' of type ", attributeTypeName(attribute.type()), ", but ",
+          node.op_type(), " at opset ", version, " expects ", attributeTypeName(expected)));
+    }
+    if (!attributeHasValue(attribute)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": node '", node.name(), "' (", node.op_type(), ") has attribute '",
+          attribute.name(), "' of type ", attributeTypeName(expected), " without a value"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Checks the nodes of `graph` and of its subgraphs: each must be in a domain
+// that `imported` lists, and nodes of the ONNX domains must match their
+// schema. `functions` holds "domain/name" of the model's local functions,
+// which have no schema.
+absl::Status checkNodes(const onnx::GraphProto& graph,
+                        const std::unordered_map<std::string, int64_t>& imported,
+                        const std::set<std::string>& functions, const std::string& source) {
   for (const auto& node : graph.node()) {
     std::string domain = normalizeDomain(node.domain());
-    if (imported.count(domain) == 0) {
+    auto opset = imported.find(domain);
+    if (opset == imported.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
           source, ": node '", node.name(), "' (", node.op_type(), ") is in domain '",
           domainForMessage(domain), "', which the model's opset_import does not list; add an "
           "opset_import entry for that domain with the version the model was exported for"));
     }
+    bool isFunction = functions.count(absl::StrCat(domain, "/", node.op_type())) > 0;
+    if ((domain.empty() || domain == onnx::AI_ONNX_ML_DOMAIN) && !isFunction) {
+      if (auto status = checkNodeSchema(node, domain, opset->second, source); !status.ok()) {
+        return status;
+      }
+    }
     for (const auto& attribute : node.attribute()) {
       if (attribute.has_g()) {
-        if (auto status = checkNodeDomains(attribute.g(), imported, source); !status.ok()) {
+        if (auto status = checkNodes(attribute.g(), imported, functions, source); !status.ok()) {
           return status;
         }
       }
       for (const auto& subgraph : attribute.graphs()) {
-        if (auto status = checkNodeDomains(subgraph, imported, source); !status.ok()) {
+        if (auto status = checkNodes(subgraph, imported, functions, source); !status.ok()) {
           return status;
         }
       }
@@ -95,7 +160,7 @@ absl::Status checkNodeDomains(const onnx::GraphProto& graph,
   return absl::OkStatus();
 }
 
-// Checks the opset_import list and that it covers the domain of every node.
+// Checks the opset_import list, and every node against it (see checkNodes).
 // The ONNX domains may not be newer than the schemas of the linked ONNX
 // library, because shape inference and the passes would then apply an older
 // opset's semantics without notice. Other domains are not checked further:
@@ -125,11 +190,25 @@ absl::Status checkOpsetImports(const onnx::ModelProto& proto, const std::string&
       }
     }
   }
-  if (auto status = checkNodeDomains(proto.graph(), imported, source); !status.ok()) return status;
+  std::set<std::string> functions;
   for (const auto& function : proto.functions()) {
+    functions.insert(absl::StrCat(normalizeDomain(function.domain()), "/", function.name()));
+  }
+  if (auto status = checkNodes(proto.graph(), imported, functions, source); !status.ok()) {
+    return status;
+  }
+  // A function body uses the function's own opset_import when it has one.
+  for (const auto& function : proto.functions()) {
+    std::unordered_map<std::string, int64_t> functionImports;
+    for (const auto& opset : function.opset_import()) {
+      functionImports[normalizeDomain(opset.domain())] = opset.version();
+    }
     onnx::GraphProto body;
     *body.mutable_node() = function.node();
-    if (auto status = checkNodeDomains(body, imported, source); !status.ok()) return status;
+    const auto& bodyImports = functionImports.empty() ? imported : functionImports;
+    if (auto status = checkNodes(body, bodyImports, functions, source); !status.ok()) {
+      return status;
+    }
   }
   return absl::OkStatus();
 }

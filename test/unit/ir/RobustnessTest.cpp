@@ -255,38 +255,88 @@ TEST(Robustness, CustomDomainWithImportLoads) {
 
 
 
-TEST(Robustness, UnknownOnnxOpFailsChecker) {
-  // The loader accepts any op type, but ONNX's checker (run by --verify-each)
-  // rejects an op that the ONNX domain does not define, naming it.
+TEST(Robustness, UnknownOnnxOpRejected) {
   onnx::ModelProto model = makeModel();
   model.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
-  auto loaded = importModel(model, ".", "unknown.onnx");
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  auto status = verifyModel(**loaded);
-  EXPECT_MESSAGE_HAS(status, "NoSuchOp");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "node 'relu'");
+  EXPECT_MESSAGE_HAS(status, "no operator 'NoSuchOp' at opset 13");
 }
 
-TEST(Robustness, WrongAttributeTypeReported) {
+TEST(Robustness, OpNewerThanOpsetRejected) {
+  // LayerNormalization joined the ONNX domain at opset 17.
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_op_type("LayerNormalization");
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "no operator 'LayerNormalization' at opset 13");
+}
+
+TEST(Robustness, LocalFunctionNeedsNoSchema) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_node(0)->set_op_type("MyRelu");
+  auto* function = model.add_functions();
+  function->set_name("MyRelu");
+  function->set_domain("");
+  function->add_input("a");
+  function->add_output("b");
+  auto* body = function->add_node();
+  body->set_op_type("Relu");
+  body->add_input("a");
+  body->add_output("b");
+  auto loaded = importModel(model, ".", "function.onnx");
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+}
+
+onnx::ModelProto withCastTo(onnx::AttributeProto to) {
   onnx::ModelProto model = makeModel();
   auto* node = model.mutable_graph()->mutable_node(0);
   node->set_op_type("Cast");
-  auto* to = node->add_attribute();
-  to->set_name("to");
-  to->set_type(onnx::AttributeProto::FLOAT);
-  to->set_f(1.0f);
-  auto loaded = importModel(model, ".", "attr.onnx");
+  to.set_name("to");
+  *node->add_attribute() = to;
+  return model;
+}
+
+TEST(Robustness, WrongAttributeTypeRejected) {
+  onnx::AttributeProto to;
+  to.set_type(onnx::AttributeProto::FLOAT);
+  to.set_f(1.0f);
+  auto status = importStatus(withCastTo(to));
+  EXPECT_MESSAGE_HAS(status, "bad.onnx");
+  EXPECT_MESSAGE_HAS(status, "node 'relu' (Cast)");
+  EXPECT_MESSAGE_HAS(status, "attribute 'to' of type FLOAT");
+  EXPECT_MESSAGE_HAS(status, "expects INT");
+}
+
+TEST(Robustness, AttributeWithoutValueRejected) {
+  onnx::AttributeProto to;
+  to.set_type(onnx::AttributeProto::INT);
+  to.set_f(1.0f);
+  auto status = importStatus(withCastTo(to));
+  EXPECT_MESSAGE_HAS(status, "attribute 'to' of type INT without a value");
+}
+
+TEST(Robustness, CustomOpAttributeTypeCheckedOnRead) {
+  // Attributes of ops without a schema are checked by whoever reads them.
+  onnx::ModelProto model = makeModel();
+  auto* node = model.mutable_graph()->mutable_node(0);
+  node->set_domain("com.example");
+  auto* opset = model.add_opset_import();
+  opset->set_domain("com.example");
+  opset->set_version(1);
+  auto* size = node->add_attribute();
+  size->set_name("size");
+  size->set_type(onnx::AttributeProto::FLOAT);
+  size->set_f(1.0f);
+  auto loaded = importModel(model, ".", "custom.onnx");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
 
-  const Node& cast = *(*loaded)->graph().nodes().front();
-  auto typed = cast.intAttribute("to", 0);
+  const Node& custom = *(*loaded)->graph().nodes().front();
+  auto typed = custom.intAttribute("size", 0);
   ASSERT_FALSE(typed.ok());
   EXPECT_MESSAGE_HAS(typed.status(), "'relu'");
-  EXPECT_MESSAGE_HAS(typed.status(), "attribute 'to'");
+  EXPECT_MESSAGE_HAS(typed.status(), "attribute 'size'");
   EXPECT_MESSAGE_HAS(typed.status(), "INT");
-
-  auto status = verifyModel(**loaded);
-  EXPECT_MESSAGE_HAS(status, "to");
-  EXPECT_MESSAGE_HAS(status, "attribute type");
 }
 
 // ---- Tensors ----
