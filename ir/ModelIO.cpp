@@ -595,7 +595,13 @@ absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
         absl::StrCat(source, ": the file is empty; expected a binary ONNX model or its text form"));
   }
   bool text = absl::EndsWith(source, ".onnxtxt");
+  bool detectedText = false;
   onnx::ModelProto proto;
+  if (!text && bytes.size() > INT32_MAX && !looksLikeText(bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": the file has ", bytes.size(), " bytes, more than the 2 GiB that a protobuf "
+        "message may have; models this large keep their weights in external data files"));
+  }
   if (!text) {
     google::protobuf::io::ArrayInputStream stream(bytes.data(), static_cast<int>(std::min<size_t>(
                                                                     bytes.size(), INT32_MAX)));
@@ -610,13 +616,21 @@ absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
             bytes.size(), " bytes read); re-export the model or check the file was fully copied"));
       }
       text = true;
+      detectedText = true;
     } else if (!proto.has_graph() && looksLikeText(bytes)) {
       text = true;
+      detectedText = true;
     }
   }
   if (text) {
     bytes.push_back('\0');
     auto parsed = parseModelText(std::string_view(bytes.data(), bytes.size() - 1), source);
+    if (!parsed.ok() && detectedText) {
+      // The name promised a binary model, so say that both readings failed.
+      return absl::Status(parsed.status().code(),
+                          absl::StrCat(source, ": not a binary ONNX model, and reading it as ONNX "
+                                       "text failed: ", parsed.status().message()));
+    }
     if (!parsed.ok()) return parsed.status();
     proto = *std::move(parsed);
   }

@@ -562,6 +562,15 @@ TEST(Robustness, ForeignFilesRejected) {
   }
 }
 
+TEST(Robustness, PlainTextNamedOnnxRejected) {
+  // Text that is not a model goes to the text parser, whose message alone
+  // would read as a syntax error in a model the user never wrote as text.
+  auto loaded = loadModelFromBytes("This is a README.\n", ".", "readme.onnx");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_MESSAGE_HAS(loaded.status(), "readme.onnx: not a binary ONNX model");
+  EXPECT_MESSAGE_HAS(loaded.status(), "as ONNX text failed: readme.onnx:1:");
+}
+
 TEST(Robustness, ProtobufOfAnotherSchemaRejected) {
   // Bytes that decode as protobuf but carry none of ModelProto's fields, as
   // a TensorFlow GraphDef would.
