@@ -75,6 +75,12 @@ class Backend {
   // Makes a thread pool of the configured size for one run; null when the
   // backend runs its kernels on the calling thread.
   virtual std::unique_ptr<ThreadPool> createThreadPool() const = 0;
+
+  // Waits until the work the kernels of the current thread queued is done.
+  // The executor calls it after the last step of each run, before copying
+  // outputs to the host. Backends whose kernels finish before compute()
+  // returns, such as the CPU one, need not override it.
+  virtual absl::Status synchronize() { return absl::OkStatus(); }
 };
 
 // The backend that runs the CPU kernels on host memory.

@@ -534,6 +534,8 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
     for (int dead : schedule_->slotsDyingAfter(s)) context->buffers[dead] = DeviceBuffer{};
   }
 
+  if (absl::Status synchronized = backend.synchronize(); !synchronized.ok()) return synchronized;
+
   if (!planned) {
     auto newPlan = std::make_shared<const MemoryPlan>(planMemory(*schedule_, views, hostMemory));
     storePlan(signature, std::move(newPlan));

@@ -390,7 +390,7 @@ absl::Status addSyntheticInputs(const Session& session, const IdInputs& ids,
   if (ids.tokenInput >= 0 && !inputs.count(infos[ids.tokenInput].name)) {
     if (!ids.vocab) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "cannot tell the vocabulary size of input '", infos[ids.tokenInput].name,
+          "cannot find the vocabulary size of input '", infos[ids.tokenInput].name,
           "' (no Gather on a constant table uses it); pass --vocab"));
     }
     int64_t vocab = *ids.vocab;

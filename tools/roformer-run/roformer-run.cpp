@@ -209,7 +209,7 @@ absl::Status reportComparison(const std::map<std::string, run::OutputComparison>
   return absl::OkStatus();
 }
 
-// What both modes need: the sessions, the id inputs and the report.
+// State shared by both modes: the sessions, the id inputs and the report.
 struct RunContext {
   const Session& session;
   const Session* reference;

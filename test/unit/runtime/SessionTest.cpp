@@ -549,6 +549,11 @@ class CopyingBackend : public CpuBackend {
     ++copiesOut;
     return CpuBackend::copyToHost(dst, src, bytes);
   }
+  absl::Status synchronize() override {
+    ++synchronizations;
+    return absl::OkStatus();
+  }
+  int synchronizations = 0;
   int allocations = 0;
   int copiesIn = 0;
   int copiesOut = 0;
@@ -570,6 +575,7 @@ TEST(SessionTest, DeviceBackendCopiesInputsAndOutputs) {
   }
   EXPECT_EQ(backend->copiesIn, 3);
   EXPECT_EQ(backend->copiesOut, 3);
+  EXPECT_EQ(backend->synchronizations, 3);
   // The first run allocates each tensor, the second the arena, the third nothing.
   int afterPlanned = backend->allocations;
   auto outputs = session->runOrdered({HostTensor::fromVector<float>({3, 4}, ramp(12, 1))});
