@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -74,8 +75,10 @@ absl::Status packValues(const Source& values, std::string& bytes, std::string_vi
   bytes.resize(static_cast<size_t>(values.size()) * sizeof(Target));
   char* out = bytes.data();
   for (auto value : values) {
+    using SourceValue = decltype(value);
     Target narrowed = static_cast<Target>(value);
-    if (static_cast<decltype(value)>(narrowed) != value) {
+    // Same-type copies need no check, which also lets NaN through.
+    if (!std::is_same_v<Target, SourceValue> && static_cast<SourceValue>(narrowed) != value) {
       return absl::InvalidArgumentError(
           concat(label, " has ", field, " value ", value, ", which does not fit its element type"));
     }
@@ -87,7 +90,7 @@ absl::Status packValues(const Source& values, std::string& bytes, std::string_vi
 
 // Converts the typed value fields of `tensor` (float_data, int32_data, ...)
 // to the packed little-endian form of raw_data. ONNX assigns one field to
-// each element type; values in any other field are an error.
+// each element type, and values in any other field are an error.
 absl::StatusOr<std::string> packTypedFields(const onnx::TensorProto& tensor,
                                             const ElementType& type, std::string_view label) {
   std::string bytes;
@@ -209,9 +212,9 @@ class Printer {
   Printer(std::ostream* out, const PrintOptions& options) : out_(out), options_(options) {}
 
   absl::Status printModel(const onnx::ModelProto& model);
-  // Writes the remaining text to the stream, or returns the whole text when there
-  // is no stream.
+  // Returns the text not yet flushed, which is all of it without a stream.
   std::string takeText() { return std::move(text_); }
+  // Writes the buffered text to the stream, if there is one.
   absl::Status flush();
 
  private:
@@ -243,8 +246,8 @@ class Printer {
   void printElided(std::string_view hash, uint64_t elements);
   void printValues(std::string_view bytes, const ElementType& type, uint64_t count, int indent);
   void printStrings(const onnx::TensorProto& tensor, int indent);
-  // Appends `value` after `separator`, wrapping before `value` when the line
-  // would pass kWrapColumn.
+  // Appends `value`, after ", " unless it is the first value. With `wrap`, a
+  // line break replaces the space when the line would pass kWrapColumn.
   void appendWrapped(std::string_view value, bool first, bool wrap, int indent);
 
   // Returns the spelling of a 16-bit float from `cache`, filling the entry

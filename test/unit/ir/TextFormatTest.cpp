@@ -654,10 +654,12 @@ TEST(TextFormat, TypedFieldsPrintLikeRawData) {
     return tensor;
   };
 
-  TensorProto floats = typedTensor("f", TensorProto::FLOAT, 2);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  TensorProto floats = typedTensor("f", TensorProto::FLOAT, 3);
   floats.add_float_data(1.5f);
   floats.add_float_data(-0.0f);
-  addPair(floats, rawTensor<float>("f", TensorProto::FLOAT, {2}, {1.5f, -0.0f}));
+  floats.add_float_data(nan);
+  addPair(floats, rawTensor<float>("f", TensorProto::FLOAT, {3}, {1.5f, -0.0f, nan}));
   TensorProto halves = typedTensor("h", TensorProto::FLOAT16, 2);
   halves.add_int32_data(0x3C00);
   halves.add_int32_data(0xFBFF);
@@ -673,9 +675,11 @@ TEST(TextFormat, TypedFieldsPrintLikeRawData) {
   TensorProto uint32s = typedTensor("u32", TensorProto::UINT32, 1);
   uint32s.add_uint64_data(UINT32_MAX);
   addPair(uint32s, rawTensor<uint32_t>("u32", TensorProto::UINT32, {1}, {UINT32_MAX}));
-  TensorProto doubles = typedTensor("d", TensorProto::DOUBLE, 1);
+  TensorProto doubles = typedTensor("d", TensorProto::DOUBLE, 2);
   doubles.add_double_data(0.1);
-  addPair(doubles, rawTensor<double>("d", TensorProto::DOUBLE, {1}, {0.1}));
+  doubles.add_double_data(-std::numeric_limits<double>::infinity());
+  addPair(doubles, rawTensor<double>("d", TensorProto::DOUBLE, {2},
+                                     {0.1, -std::numeric_limits<double>::infinity()}));
   TensorProto bools = typedTensor("b", TensorProto::BOOL, 2);
   bools.add_int32_data(1);
   bools.add_int32_data(0);
@@ -984,6 +988,15 @@ TEST(TextFormat, ReportsWhatTheSyntaxCannotExpress) {
     EXPECT_NE(message.find(c.fragment), std::string::npos) << c.name << ": " << message;
     EXPECT_NE(message.find("keep the model in binary form"), std::string::npos) << message;
   }
+}
+
+TEST(TextFormat, RejectsModelWithoutGraph) {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  auto text = modelToText(model);
+  ASSERT_FALSE(text.ok());
+  EXPECT_EQ(text.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(text.status().message().find("no graph"), absl::string_view::npos) << text.status();
 }
 
 TEST(TextFormat, CommentsAreIgnored) {
