@@ -756,7 +756,9 @@ class AttentionMatcher {
     if (add == nullptr) {
       return mismatch(why, absl::StrCat("the ", std::string(role), " rotation: ", inner.reason));
     }
+    // Of the failed attempts, report the one that matched the most of rot().
     std::string bestReason;
+    int bestProgress = -1;
     for (int order = 0; order < 2; ++order) {
       ir::Node* cosMul = add->input(order) ? add->input(order)->producer() : nullptr;
       ir::Node* sinMul = add->input(1 - order) ? add->input(1 - order)->producer() : nullptr;
@@ -766,12 +768,10 @@ class AttentionMatcher {
       for (int sinOrder = 0; sinOrder < 2; ++sinOrder) {
         RotaryBranch candidate = branch;
         MatchFailure inner;
-        ir::Value* rotatedHalf = sinMul->input(sinOrder);
-        if (!matchRotateHalf(rotatedHalf, candidate, &inner)) {
-          // Keep the reason of the operand that looks like the rotation.
-          ir::Node* producer = rotatedHalf ? rotatedHalf->producer() : nullptr;
-          if (bestReason.empty() ||
-              (producer != nullptr && (producer->is("Reshape") || producer->is("Concat")))) {
+        int progress = 0;
+        if (!matchRotateHalf(sinMul->input(sinOrder), candidate, progress, &inner)) {
+          if (progress > bestProgress) {
+            bestProgress = progress;
             bestReason = inner.reason;
           }
           continue;
@@ -801,18 +801,23 @@ class AttentionMatcher {
   }
 
   // rot(t) = Reshape(Concat_4(Unsqueeze_4(Neg(t[..., 1::2])), Unsqueeze_4(t[..., 0::2])), [b, s, H, d])
-  bool matchRotateHalf(ir::Value* value, RotaryBranch& branch, MatchFailure* why) {
+  // `progress` counts the steps matched before a failure: 1 for the Reshape,
+  // 2 for the Concat (or the Concat of halves), 3 for both slices.
+  bool matchRotateHalf(ir::Value* value, RotaryBranch& branch, int& progress, MatchFailure* why) {
     ir::Node* node = value ? value->producer() : nullptr;
     if (node != nullptr && node->is("Concat")) {
-      return mismatch(why, absl::StrCat(
-                               describeValue(value), " is ", node->describe(),
-                               " of two parts along the head axis: that rotates halves (i, i + d/2);"
-                               " only the interleaved pairs (2i, 2i+1) of RoFormer are fused"));
+      progress = 2;
+      return mismatch(why, absl::StrCat(node->describe(),
+                                        " joins two parts along the head axis, which rotates halves "
+                                        "(i, i + d/2); only RoFormer's interleaved pairs (2i, 2i+1) "
+                                        "are fused"));
     }
     ir::Node* reshape = matchProducer(value, "Reshape", why);
     if (reshape == nullptr) return false;
+    progress = 1;
     ir::Node* concat = matchProducer(reshape->input(0), "Concat", why);
     if (concat == nullptr) return false;
+    progress = 2;
     if (concat->inputCount() != 2 || !matchIntAttributeAxis(concat, 4, 5, nullptr)) {
       return mismatch(why, absl::StrCat(concat->describe(),
                                         " does not stack two tensors along a new last axis"));
@@ -823,6 +828,7 @@ class AttentionMatcher {
     if (!second) return false;
     ir::Node* oddSlice = (*first)[2];
     ir::Node* evenSlice = (*second)[1];
+    progress = 3;
     if (!matchUnsqueezeAxis((*first)[0], 4, 5, why) || !matchUnsqueezeAxis((*second)[0], 4, 5, why)) {
       return false;
     }
@@ -1447,8 +1453,8 @@ class FuseRotaryAttentionPass final : public Pass {
 
   absl::StatusOr<bool> run(ir::Model& model, PassContext& context) override {
     if (maxSeqLen_ < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "fuse-rotary-attention: max-seq-len must be 0 or positive, got ", maxSeqLen_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("max-seq-len must be 0 or positive, got ", maxSeqLen_));
     }
     ir::Graph& graph = model.graph();
     state_ = RewriteState{};
@@ -1513,7 +1519,7 @@ class FuseRotaryAttentionPass final : public Pass {
     if (maxSeqLen_ > 0) {
       if (needed && maxSeqLen_ < *needed) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "fuse-rotary-attention: max-seq-len ", maxSeqLen_, " is below the sequence length ",
+            "max-seq-len ", maxSeqLen_, " is below the sequence length ",
             *needed, " of the attention block at ", match.softmax->describe(),
             "; raise --max-seq-len to at least ", *needed, " or leave it unset"));
       }
