@@ -231,6 +231,7 @@ class PackQkvPass final : public Pass {
     split->setIntAttribute("axis", -1);
     if (opset < 13) split->setIntsAttribute("split", sizes);
 
+    static constexpr std::string_view kRoles[3] = {"q", "k", "v"};
     for (size_t i = 0; i < 3; ++i) {
       const Projection& projection = projections[i];
       ir::Value* replacement = split->output(i);
@@ -238,7 +239,7 @@ class PackQkvPass final : public Pass {
         ir::Node* reshape = graph.createNode(
             "Reshape", "", {replacement, projection.reshape->input(1)},
             {absl::StrCat(replacement->name(), "_reshaped")}, before,
-            graph.uniqueNodeName(projection.reshape->name()));
+            graph.uniqueNodeName(absl::StrCat(scope, "/Reshape_", std::string(kRoles[i]))));
         replacement = reshape->output(0);
       }
       replacement->setType(projection.output->type());
