@@ -25,9 +25,15 @@
 // - a LayerNormalization over any axis but the last, with stash_type other
 //   than 1, or with its Mean or InvStdDev output used;
 // - gamma or beta without the known shape [D];
-// - a residual Add whose operands do not have one known shape of rank 2 or 3,
-//   because the fused op is not used here to broadcast them;
+// - a residual Add whose operands are not provably of one shape of rank 2 or
+//   3, because the fused op is not used here to broadcast them. Dims count as
+//   equal when they are the same known size or named symbol, or when both
+//   operands derive from one common value through ops that keep all dims but
+//   the last (MatMul by a matrix, elementwise ops with a vector constant,
+//   normalizations, GELU, RotaryEmbedding, MultiHeadAttention). The second
+//   rule covers batch dims that shape inference named differently;
 // - an element type other than float.
+#include <algorithm>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
@@ -50,22 +56,92 @@ struct SkipLayerNormMatch {
   float epsilon = 1e-5f;
 };
 
-// True when both shapes are known, of equal rank, and every dim is the same
-// known size or the same named symbol. Unknown dims never compare equal.
+bool sameDim(const ir::Dim& a, const ir::Dim& b) {
+  if (a.isKnown() && b.isKnown()) return *a.value == *b.value;
+  return !a.isKnown() && !b.isKnown() && !a.symbol.empty() && a.symbol == b.symbol;
+}
+
+// The rank of a constant or of a value with a known shape.
+std::optional<int64_t> knownRank(const ir::Value* value) {
+  if (std::shared_ptr<ir::Tensor> constant = ir::constantOf(value)) return constant->rank();
+  return rankOf(value);
+}
+
+// Returns the input of `node` whose dims, all but the last, output 0 of
+// `node` shares, with the same rank; null when `node` is not known to keep
+// them. Used to prove two values have the same shape when shape inference
+// gave their batch dims different symbols.
+const ir::Value* leadingDimsSource(const ir::Node& node) {
+  if (node.is("MatMul")) {
+    // [..., K] x [K, N] -> [..., N] when the right operand is a matrix.
+    return knownRank(node.input(1)) == 2 && knownRank(node.input(0)).value_or(0) >= 2
+               ? node.input(0)
+               : nullptr;
+  }
+  if (node.is("Add") || node.is("Sub") || node.is("Mul") || node.is("Div")) {
+    // Broadcasting a constant of rank 0 or 1 changes at most the last dim.
+    for (int side : {1, 0}) {
+      const ir::Value* other = node.input(1 - side);
+      if (ir::constantOf(node.input(side)) != nullptr && knownRank(node.input(side)) <= 1 &&
+          other != nullptr && ir::constantOf(other) == nullptr) {
+        return other;
+      }
+    }
+    return nullptr;
+  }
+  static const char* const kShapeKeeping[] = {"Relu", "Erf", "Tanh", "Sigmoid", "Neg", "Sqrt",
+                                              "Cast", "Identity", "LayerNormalization"};
+  for (const char* op : kShapeKeeping) {
+    if (node.is(op)) return node.input(0);
+  }
+  static const char* const kContribShapeKeeping[] = {"Gelu", "BiasGelu", "FastGelu",
+                                                     "RotaryEmbedding", "SkipLayerNormalization"};
+  for (const char* op : kContribShapeKeeping) {
+    if (node.is(op, ir::kMicrosoftDomain)) return node.input(0);
+  }
+  if (node.is("MultiHeadAttention", ir::kMicrosoftDomain)) {
+    // A 3-D query [batch, sequence, hidden] gives [batch, sequence, v_hidden].
+    return rankOf(node.input(0)) == 3 ? node.input(0) : nullptr;
+  }
+  return nullptr;
+}
+
+// `value` and the values it derives from through leadingDimsSource.
+std::vector<const ir::Value*> leadingDimsChain(const ir::Value* value) {
+  // Bounds the walk; a transformer layer is far shorter.
+  constexpr int kMaxSteps = 256;
+  std::vector<const ir::Value*> chain;
+  for (int step = 0; value != nullptr && step < kMaxSteps; ++step) {
+    chain.push_back(value);
+    const ir::Node* producer = value->producer();
+    // Only output 0 of the ops above has the shape described there.
+    if (producer == nullptr || value->producerOutputIndex() != 0) break;
+    value = leadingDimsSource(*producer);
+  }
+  return chain;
+}
+
+// True when `a` and `b` provably have the same shape: the same rank and last
+// dim, and each other dim either the same known size or named symbol, or
+// shared because both values derive from one common value through ops that
+// keep those dims. Unknown dims never compare equal otherwise.
 bool provablySameShape(const ir::Value* a, const ir::Value* b) {
   std::optional<std::vector<ir::Dim>> shapeA = a->shape();
   std::optional<std::vector<ir::Dim>> shapeB = b->shape();
-  if (!shapeA || !shapeB || shapeA->size() != shapeB->size()) return false;
-  for (size_t i = 0; i < shapeA->size(); ++i) {
-    const ir::Dim& dimA = (*shapeA)[i];
-    const ir::Dim& dimB = (*shapeB)[i];
-    if (dimA.isKnown() && dimB.isKnown() && *dimA.value == *dimB.value) continue;
-    if (!dimA.isKnown() && !dimB.isKnown() && !dimA.symbol.empty() && dimA.symbol == dimB.symbol) {
-      continue;
-    }
-    return false;
+  if (!shapeA || !shapeB || shapeA->size() != shapeB->size() || shapeA->empty()) return false;
+  if (!shapeA->back().isKnown() || !sameDim(shapeA->back(), shapeB->back())) return false;
+
+  bool leadingDimsEqual = true;
+  for (size_t i = 0; i + 1 < shapeA->size(); ++i) {
+    leadingDimsEqual = leadingDimsEqual && sameDim((*shapeA)[i], (*shapeB)[i]);
   }
-  return true;
+  if (leadingDimsEqual) return true;
+
+  std::vector<const ir::Value*> chainA = leadingDimsChain(a);
+  for (const ir::Value* value : leadingDimsChain(b)) {
+    if (std::find(chainA.begin(), chainA.end(), value) != chainA.end()) return true;
+  }
+  return false;
 }
 
 std::string shapeText(const ir::Value* value) {
@@ -172,7 +248,7 @@ class SkipLayerNormMatcher {
       return mismatch(why, absl::StrCat("the operands of ", residual->describe(),
                                         " do not both have a known shape (run infer-shapes first)"));
     }
-    if (!provablySameShape(left, right) || !provablySameShape(left, residual->output())) {
+    if (!provablySameShape(left, right)) {
       return mismatch(why, absl::StrCat("the operands of ", residual->describe(), " have shapes ",
                                         shapeText(left), " and ", shapeText(right),
                                         ", not one shape that is known to match"));
