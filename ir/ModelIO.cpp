@@ -1,9 +1,13 @@
 #include "ir/ModelIO.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -70,7 +74,7 @@ std::string attributeTypeName(onnx::AttributeProto::AttributeType type) {
   return onnx::AttributeProto::AttributeType_Name(type);
 }
 
-// True when the attribute holds a value in the field its type names. The
+// True when the attribute has a value in the field its type names. The
 // repeated types may be empty, so only the single-value types are checked.
 bool attributeHasValue(const onnx::AttributeProto& attribute) {
   switch (attribute.type()) {
@@ -124,7 +128,7 @@ absl::Status checkNodeSchema(const onnx::NodeProto& node, const std::string& dom
 
 // Checks the nodes of `graph` and of its subgraphs: each must be in a domain
 // that `imported` lists, and nodes of the ONNX domains must match their
-// schema. `functions` holds "domain/name" of the model's local functions,
+// schema. `functions` contains "domain/name" of the model's local functions,
 // which have no schema.
 absl::Status checkNodes(const onnx::GraphProto& graph,
                         const std::unordered_map<std::string, int64_t>& imported,
@@ -453,38 +457,131 @@ bool looksLikeText(const std::string& bytes) {
   return false;
 }
 
-// Temporary files being written, removed by the signal handler on SIGINT or
-// SIGTERM so an interrupted run leaves nothing half-written behind.
-std::mutex gTempFilesMutex;
-std::set<std::string>* gTempFiles = nullptr;
-volatile std::sig_atomic_t gHandlerInstalled = 0;
+// Temporary files being written, removed by a signal handler on SIGINT,
+// SIGTERM or SIGHUP so that an interrupted run leaves nothing half-written.
+// The handler may run on any thread at any moment, so the registry is a fixed
+// array of slots with atomic states and no allocation. A slot's path is
+// written while the slot is kClaimed, and the handler reads it only when the
+// slot is kRegistered.
+constexpr int kPendingSlots = 32;
+enum SlotState : int { kFree = 0, kClaimed = 1, kRegistered = 2 };
+struct PendingSlot {
+  std::atomic<int> state{kFree};
+  char path[PATH_MAX] = {};
+};
+PendingSlot gPendingSlots[kPendingSlots];
+std::once_flag gHandlerOnce;
 
-void removeTempFilesOnSignal(int signal) {
-  // NOTE: iterating a std::set here is not strictly async-signal-safe; it
-  // only reads, and unlink() itself is safe.
-  if (gTempFiles != nullptr) {
-    for (const auto& path : *gTempFiles) unlink(path.c_str());
+void removePendingFilesOnSignal(int signal) {
+  for (auto& slot : gPendingSlots) {
+    if (slot.state.load(std::memory_order_acquire) == kRegistered) unlink(slot.path);
   }
+  // Die of the same signal, so that the parent's wait status reports it.
   std::signal(signal, SIG_DFL);
   std::raise(signal);
 }
 
-void registerTempFile(const std::string& path) {
-  std::lock_guard<std::mutex> lock(gTempFilesMutex);
-  if (gTempFiles == nullptr) gTempFiles = new std::set<std::string>();
-  gTempFiles->insert(path);
-  if (!gHandlerInstalled) {
-    std::signal(SIGINT, removeTempFilesOnSignal);
-    std::signal(SIGTERM, removeTempFilesOnSignal);
-    std::signal(SIGHUP, removeTempFilesOnSignal);
-    gHandlerInstalled = 1;
+// Registers `path` for removal on a signal and returns its slot. Returns -1
+// when all slots are taken, and the file is then removed on failures only.
+int registerPendingFile(const std::string& path) {
+  std::call_once(gHandlerOnce, [] {
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, removePendingFilesOnSignal);
+  });
+  if (path.size() >= PATH_MAX) return -1;
+  for (int i = 0; i < kPendingSlots; ++i) {
+    int expected = kFree;
+    if (gPendingSlots[i].state.compare_exchange_strong(expected, kClaimed)) {
+      std::memcpy(gPendingSlots[i].path, path.c_str(), path.size() + 1);
+      gPendingSlots[i].state.store(kRegistered, std::memory_order_release);
+      return i;
+    }
   }
+  return -1;
 }
 
-void unregisterTempFile(const std::string& path) {
-  std::lock_guard<std::mutex> lock(gTempFilesMutex);
-  if (gTempFiles != nullptr) gTempFiles->erase(path);
+void unregisterPendingFile(int slot) {
+  if (slot >= 0) gPendingSlots[slot].state.store(kFree, std::memory_order_release);
 }
+
+// A temporary file `.<name>.tmp.XXXXXX` in the folder of `target` that
+// replaces `target` on commit() and is removed if never committed, including
+// when the process gets SIGINT, SIGTERM or SIGHUP. SIGKILL cannot be caught,
+// so after one the temporary file stays, and `target` is still untouched.
+class PendingFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<PendingFile>> create(const std::filesystem::path& target) {
+    std::filesystem::path dir = target.parent_path();
+    if (dir.empty()) dir = ".";
+    std::string pattern = (dir / absl::StrCat(".", target.filename().string(), ".tmp.XXXXXX")).string();
+    // Signals stay blocked on this thread from creating the file until it is
+    // registered, so this thread cannot be interrupted between the two.
+    sigset_t blocked;
+    sigset_t previous;
+    sigemptyset(&blocked);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&blocked, signal);
+    pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+    int fd = mkstemp(pattern.data());
+    int savedErrno = errno;
+    int slot = fd >= 0 ? registerPendingFile(pattern) : -1;
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (fd < 0) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot create a temporary file in '",
+                                                      dir.string(), "': ",
+                                                      std::strerror(savedErrno)));
+    }
+    return std::unique_ptr<PendingFile>(new PendingFile(target, pattern, fd, slot));
+  }
+
+  ~PendingFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_) unlink(tempPath_.c_str());
+    unregisterPendingFile(slot_);
+  }
+
+  // Fills the file with `writer`, flushes it to disk and closes it.
+  absl::Status write(const std::function<absl::Status(int fd)>& writer) {
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd_, 0666 & ~mask) != 0) return failed(std::strerror(errno));
+    if (auto status = writer(fd_); !status.ok()) {
+      return absl::Status(status.code(), failedMessage(status.message()));
+    }
+    if (fsync(fd_) != 0) return failed(std::strerror(errno));
+    int result = close(fd_);
+    fd_ = -1;
+    if (result != 0) return failed(std::strerror(errno));
+    return absl::OkStatus();
+  }
+
+  // Renames the written file over the target.
+  absl::Status commit() {
+    if (rename(tempPath_.c_str(), target_.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot rename the temporary file '", tempPath_,
+                                              "' to '", target_.string(),
+                                              "': ", std::strerror(errno)));
+    }
+    committed_ = true;
+    return absl::OkStatus();
+  }
+
+ private:
+  PendingFile(std::filesystem::path target, std::string tempPath, int fd, int slot)
+      : target_(std::move(target)), tempPath_(std::move(tempPath)), fd_(fd), slot_(slot) {}
+
+  std::string failedMessage(absl::string_view reason) const {
+    return absl::StrCat("writing '", target_.string(), "' failed: ", reason,
+                        "; the previous file, if any, is unchanged");
+  }
+  absl::Status failed(absl::string_view reason) const {
+    return absl::InternalError(failedMessage(reason));
+  }
+
+  std::filesystem::path target_;
+  std::string tempPath_;
+  int fd_;
+  int slot_;
+  bool committed_ = false;
+};
 
 absl::Status writeAllBytes(int fd, std::string_view bytes) {
   const char* data = bytes.data();
@@ -544,7 +641,11 @@ onnx::ModelProto exportModel(const Model& model, const ExportOptions& options) {
       continue;
     }
     onnx::TensorProto* tensorProto = graphProto->add_initializer();
-    if (options.elideDataAbove > 0 && tensor.byteSize() > options.elideDataAbove) {
+    if (options.omitDataFrom > 0 && tensor.dataType() != DataType::kString &&
+        tensor.byteSize() >= options.omitDataFrom) {
+      tensorProto->set_data_type(static_cast<int32_t>(tensor.dataType()));
+      for (int64_t dim : tensor.dims()) tensorProto->add_dims(dim);
+    } else if (options.elideDataAbove > 0 && tensor.byteSize() > options.elideDataAbove) {
       tensorProto->set_data_type(static_cast<int32_t>(tensor.dataType()));
       for (int64_t dim : tensor.dims()) tensorProto->add_dims(dim);
       tensorProto->set_data_location(onnx::TensorProto::EXTERNAL);
@@ -626,7 +727,7 @@ absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
     bytes.push_back('\0');
     auto parsed = parseModelText(std::string_view(bytes.data(), bytes.size() - 1), source);
     if (!parsed.ok() && detectedText) {
-      // The name promised a binary model, so say that both readings failed.
+      // The name promised a binary model, so the message reports both failures.
       return absl::Status(parsed.status().code(),
                           absl::StrCat(source, ": not a binary ONNX model, and reading it as ONNX "
                                        "text failed: ", parsed.status().message()));
@@ -664,58 +765,71 @@ absl::StatusOr<std::unique_ptr<Model>> loadModel(const std::string& path) {
 
 absl::Status writeFileAtomically(const std::filesystem::path& path,
                                  const std::function<absl::Status(int fd)>& writer) {
-  std::filesystem::path dir = path.parent_path();
-  if (dir.empty()) dir = ".";
-  std::string pattern = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
-  std::vector<char> name(pattern.begin(), pattern.end());
-  name.push_back('\0');
-  int fd = mkstemp(name.data());
-  if (fd < 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create a temporary file in '",
-                                                    dir.string(), "': ", std::strerror(errno)));
-  }
-  std::string tempPath(name.data());
-  registerTempFile(tempPath);
-  auto fail = [&](absl::Status status) {
-    close(fd);
-    unlink(tempPath.c_str());
-    unregisterTempFile(tempPath);
-    return absl::Status(status.code(),
-                        absl::StrCat("writing '", path.string(), "' failed: ", status.message(),
-                                     "; the previous file, if any, is unchanged"));
-  };
-  mode_t mask = umask(0);
-  umask(mask);
-  if (fchmod(fd, 0666 & ~mask) != 0) {
-    return fail(absl::InternalError(std::strerror(errno)));
-  }
-  if (auto status = writer(fd); !status.ok()) return fail(status);
-  if (fsync(fd) != 0) return fail(absl::InternalError(std::strerror(errno)));
-  if (close(fd) != 0) {
-    unlink(tempPath.c_str());
-    unregisterTempFile(tempPath);
-    return absl::InternalError(
-        absl::StrCat("writing '", path.string(), "' failed: ", std::strerror(errno)));
-  }
-  if (rename(tempPath.c_str(), path.c_str()) != 0) {
-    int savedErrno = errno;
-    unlink(tempPath.c_str());
-    unregisterTempFile(tempPath);
-    return absl::InternalError(absl::StrCat("cannot rename the temporary file to '",
-                                            path.string(), "': ", std::strerror(savedErrno)));
-  }
-  unregisterTempFile(tempPath);
-  return absl::OkStatus();
+  auto pending = PendingFile::create(path);
+  if (!pending.ok()) return pending.status();
+  if (auto status = (*pending)->write(writer); !status.ok()) return status;
+  return (*pending)->commit();
 }
 
 absl::Status writeFileAtomically(const std::filesystem::path& path, std::string_view bytes) {
   return writeFileAtomically(path, [&](int fd) { return writeAllBytes(fd, bytes); });
 }
 
-absl::Status saveModel(const Model& model, const std::string& path, const SaveOptions& options) {
-  ExportOptions exportOptions;
-  onnx::ModelProto proto = exportModel(model, exportOptions);
+namespace {
 
+// Writes the initializers of at least `thresholdBytes` bytes (strings stay
+// inline) into a pending `dataPath` and points their protos, which
+// exportModel left without data, at it.
+absl::StatusOr<std::unique_ptr<PendingFile>> writeExternalData(
+    const Model& model, onnx::GraphProto& graphProto, const std::filesystem::path& dataPath,
+    uint64_t thresholdBytes) {
+  std::string dataName = dataPath.filename().string();
+  std::vector<const Tensor*> tensors;
+  std::vector<onnx::TensorProto*> protos;
+  const auto& initializers = model.graph().initializers();
+  for (int i = 0; i < graphProto.initializer_size(); ++i) {
+    const Tensor* tensor = initializers[static_cast<size_t>(i)]->initializer().get();
+    if (tensor->dataType() == DataType::kString) continue;
+    if (tensor->byteSize() < thresholdBytes) continue;
+    tensors.push_back(tensor);
+    protos.push_back(graphProto.mutable_initializer(i));
+  }
+
+  auto pending = PendingFile::create(dataPath);
+  if (!pending.ok()) return pending.status();
+  auto status = (*pending)->write([&](int fd) -> absl::Status {
+    uint64_t offset = 0;
+    static const char kZeros[kExternalDataAlignment] = {};
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      uint64_t padding =
+          (kExternalDataAlignment - offset % kExternalDataAlignment) % kExternalDataAlignment;
+      if (auto s = writeAllBytes(fd, std::string_view(kZeros, padding)); !s.ok()) return s;
+      offset += padding;
+      std::string_view bytes(reinterpret_cast<const char*>(tensors[i]->rawData()),
+                             tensors[i]->byteSize());
+      if (auto s = writeAllBytes(fd, bytes); !s.ok()) return s;
+      onnx::TensorProto* tensorProto = protos[i];
+      tensorProto->clear_raw_data();
+      tensorProto->set_data_location(onnx::TensorProto::EXTERNAL);
+      auto add = [&](const std::string& key, const std::string& value) {
+        auto* entry = tensorProto->add_external_data();
+        entry->set_key(key);
+        entry->set_value(value);
+      };
+      add("location", dataName);
+      add("offset", std::to_string(offset));
+      add("length", std::to_string(bytes.size()));
+      offset += bytes.size();
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return pending;
+}
+
+}  // namespace
+
+absl::Status saveModel(const Model& model, const std::string& path, const SaveOptions& options) {
   uint64_t initializerBytes = 0;
   for (const Value* value : model.graph().initializers()) {
     initializerBytes += value->initializer()->byteSize();
@@ -731,83 +845,70 @@ absl::Status saveModel(const Model& model, const std::string& path, const SaveOp
         "the model's initializers take ", initializerBytes,
         " bytes, above protobuf's 2 GB message limit; save with external data"));
   }
-
-  if (external) {
-    if (path == "-") {
-      return absl::InvalidArgumentError(
-          "external data cannot be written to standard output; give an output file with -o");
-    }
-    std::filesystem::path target(path);
-    std::string dataName = target.filename().string() + ".data";
-    std::filesystem::path dataPath = target.parent_path() / dataName;
-    auto* graphProto = proto.mutable_graph();
-    // Collect the tensors to move, then write them into the data file.
-    std::vector<const Tensor*> tensors;
-    std::vector<onnx::TensorProto*> protos;
-    const auto& initializers = model.graph().initializers();
-    for (int i = 0; i < graphProto->initializer_size(); ++i) {
-      const Tensor* tensor = initializers[static_cast<size_t>(i)]->initializer().get();
-      if (tensor->dataType() == DataType::kString) continue;
-      if (tensor->byteSize() < options.externalThresholdBytes) continue;
-      tensors.push_back(tensor);
-      protos.push_back(graphProto->mutable_initializer(i));
-    }
-    auto status = writeFileAtomically(dataPath, [&](int fd) -> absl::Status {
-      uint64_t offset = 0;
-      static const char kZeros[kExternalDataAlignment] = {};
-      for (size_t i = 0; i < tensors.size(); ++i) {
-        uint64_t padding = (kExternalDataAlignment - offset % kExternalDataAlignment) %
-                           kExternalDataAlignment;
-        if (auto s = writeAllBytes(fd, std::string_view(kZeros, padding)); !s.ok()) return s;
-        offset += padding;
-        std::string_view bytes(reinterpret_cast<const char*>(tensors[i]->rawData()),
-                               tensors[i]->byteSize());
-        if (auto s = writeAllBytes(fd, bytes); !s.ok()) return s;
-        onnx::TensorProto* tensorProto = protos[i];
-        tensorProto->clear_raw_data();
-        tensorProto->set_data_location(onnx::TensorProto::EXTERNAL);
-        auto add = [&](const std::string& key, const std::string& value) {
-          auto* entry = tensorProto->add_external_data();
-          entry->set_key(key);
-          entry->set_value(value);
-        };
-        add("location", dataName);
-        add("offset", std::to_string(offset));
-        add("length", std::to_string(bytes.size()));
-        offset += bytes.size();
-      }
-      return absl::OkStatus();
-    });
-    if (!status.ok()) return status;
+  if (external && path == "-") {
+    return absl::InvalidArgumentError(
+        "external data cannot be written to standard output; give an output file with -o");
   }
 
+  // Tensors bound for the data file are exported without their bytes, which
+  // are copied from the tensors straight into the file instead. Empty tensors
+  // stay inline.
+  uint64_t externalFrom = std::max<uint64_t>(options.externalThresholdBytes, 1);
+  ExportOptions exportOptions;
+  if (external) exportOptions.omitDataFrom = externalFrom;
+  onnx::ModelProto proto = exportModel(model, exportOptions);
+
+  std::unique_ptr<PendingFile> pendingData;
+  if (external) {
+    std::filesystem::path target(path);
+    auto written = writeExternalData(model, *proto.mutable_graph(),
+                                     target.parent_path() / (target.filename().string() + ".data"),
+                                     externalFrom);
+    if (!written.ok()) return written.status();
+    pendingData = *std::move(written);
+  }
+
+  std::function<absl::Status(int fd)> writer;
+  std::string text;
   if (options.text) {
     PrintOptions printOptions;
     printOptions.elideTensorsAbove = options.elideConstantsAbove;
-    auto text = modelToText(proto, printOptions);
-    if (!text.ok()) return text.status();
+    auto printed = modelToText(proto, printOptions);
+    if (!printed.ok()) return printed.status();
+    text = *std::move(printed);
     if (path == "-") {
-      std::cout << *text;
+      std::cout << text;
       std::cout.flush();
       return std::cout ? absl::OkStatus() : absl::InternalError("writing standard output failed");
     }
-    return writeFileAtomically(path, *text);
+    writer = [&](int fd) { return writeAllBytes(fd, text); };
+  } else {
+    if (path == "-") {
+      if (!proto.SerializeToOstream(&std::cout)) {
+        return absl::InternalError("writing the model to standard output failed");
+      }
+      std::cout.flush();
+      return absl::OkStatus();
+    }
+    writer = [&](int fd) -> absl::Status {
+      if (!proto.SerializeToFileDescriptor(fd)) {
+        return absl::InternalError(
+            absl::StrCat("protobuf serialization failed (", std::strerror(errno), ")"));
+      }
+      return absl::OkStatus();
+    };
   }
 
-  if (path == "-") {
-    if (!proto.SerializeToOstream(&std::cout)) {
-      return absl::InternalError("writing the model to standard output failed");
-    }
-    std::cout.flush();
-    return absl::OkStatus();
+  auto pendingModel = PendingFile::create(path);
+  if (!pendingModel.ok()) return pendingModel.status();
+  if (auto status = (*pendingModel)->write(writer); !status.ok()) return status;
+  // NOTE: between these two renames a crash leaves the new data file beside
+  // the old model file; both writes are complete by then, so that window is
+  // two system calls long.
+  if (pendingData) {
+    if (auto status = pendingData->commit(); !status.ok()) return status;
   }
-  return writeFileAtomically(path, [&](int fd) -> absl::Status {
-    if (!proto.SerializeToFileDescriptor(fd)) {
-      return absl::InternalError(absl::StrCat("protobuf serialization failed (",
-                                              std::strerror(errno), ")"));
-    }
-    return absl::OkStatus();
-  });
+  return (*pendingModel)->commit();
 }
 
 }  // namespace roformer::ir

@@ -31,6 +31,9 @@ struct ExportOptions {
   // Declare initializers larger than this (0: none) as typed graph inputs
   // without data, for analyses that need types only.
   uint64_t declareInitializersAbove = 0;
+  // Leave out the data of non-string initializers of at least this many
+  // bytes (0: none), for writers that store those bytes in an external file.
+  uint64_t omitDataFrom = 0;
 };
 
 // Builds a ModelProto from the IR. Initializers are written with raw_data.
@@ -68,7 +71,8 @@ struct SaveOptions {
 // Writes the model to `path` ("-" for standard output). The bytes go to a
 // temporary file in the same folder that is renamed over `path` only once
 // complete, so a failure never leaves a partial file. External data goes to
-// `<file name>.data` beside it, written the same way.
+// `<file name>.data` beside it, written the same way. Both files are complete
+// before the data file is renamed into place, and the model file after it.
 absl::Status saveModel(const Model& model, const std::string& path, const SaveOptions& options);
 
 // Writes `bytes` to `path` through a temporary file and rename.
