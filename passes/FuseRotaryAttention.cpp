@@ -1604,14 +1604,18 @@ class FuseRotaryAttentionPass final : public Pass {
     auto [cosCache, sinCache] = caches(graph, match, rows, context);
     ir::Value* positions = positionIds(graph);
     ir::Value* keyPaddingMask = maskAsInt32(graph, match.mask, before);
-    std::string scope = match.outputReshape->name();
+    // New nodes go in the Softmax's name scope ("model/layer-3/Softmax" gives
+    // "model/layer-3/"), where the block's other nodes were.
+    const std::string& anchorName = match.softmax->name();
+    size_t slash = anchorName.rfind('/');
+    std::string scope = slash == std::string::npos ? "" : anchorName.substr(0, slash + 1);
 
     auto rotary = [&](const Projection& projection, std::string_view role) {
       ir::Node* node = graph.createNode(
           "RotaryEmbedding", ir::kMicrosoftDomain,
           {projection.output, positions, cosCache, sinCache},
           {absl::StrCat(projection.output->name(), "_rotary")}, before,
-          graph.uniqueNodeName(absl::StrCat(scope, "/RotaryEmbedding_", std::string(role))));
+          graph.uniqueNodeName(absl::StrCat(scope, "RotaryEmbedding_", std::string(role))));
       node->setIntAttribute("interleaved", 1);
       node->setIntAttribute("num_heads", match.heads);
       node->output(0)->setType(projection.output->type());
@@ -1623,13 +1627,21 @@ class FuseRotaryAttentionPass final : public Pass {
     ir::Node* attention = graph.createNode(
         "MultiHeadAttention", ir::kMicrosoftDomain,
         {query, key, match.value.output, nullptr, keyPaddingMask},
-        {absl::StrCat(scope, "_attention")}, before,
-        graph.uniqueNodeName(absl::StrCat(scope, "/MultiHeadAttention")));
+        {absl::StrCat(scope, "MultiHeadAttention_output")}, before,
+        graph.uniqueNodeName(absl::StrCat(scope, "MultiHeadAttention")));
     attention->setIntAttribute("num_heads", match.heads);
     attention->setFloatAttribute("scale", static_cast<float>(match.scale));
     attention->setFloatAttribute("mask_filter_value", static_cast<float>(match.maskValue));
     ir::Value* output = match.outputReshape->output(0);
     attention->output(0)->setType(output->type());
+    // x's batch and sequence dims with the hidden width: often more than shape
+    // inference knew about the projections and the old output.
+    if (auto shape = match.query.projection.input->shape(); shape && shape->size() == 3) {
+      std::vector<ir::Dim> dims = {(*shape)[0], (*shape)[1], ir::Dim::known(match.hidden)};
+      for (ir::Value* value : {query, key, attention->output(0)}) {
+        value->setTensorType(ir::DataType::kFloat, dims);
+      }
+    }
     graph.replaceAllUsesWith(output, attention->output(0));
 
     std::vector<ir::Value*> constants;

@@ -9,8 +9,10 @@
 //   x - MatMul([Wq | Wk | Wv]) - Add([bq | bk | bv]) - Split(axis -1, [hq, hk, hv]) -> q, k, v
 //
 // tensordot's form of a projection, Reshape(x, [N, in]) - MatMul - Reshape
-// [b, s, out] - Add(b), is packed the same way on the shared [N, in] input,
-// with each Split output reshaped back by its projection's own target:
+// [b, s, out] - Add(b), packs to the first form on x itself when the
+// Reshapes provably restore x's batch and sequence dims (then N = b*s and the
+// rows keep their order). Otherwise it packs on the shared [N, in] input and
+// reshapes each Split output back with its projection's own target:
 //
 //   Reshape(x) - MatMul(Wqkv) - Add(bqkv) - Split - Reshape_q / Reshape_k / Reshape_v
 //
@@ -32,6 +34,7 @@
 #include "ir/Schemas.h"
 #include "passes/Match.h"
 #include "passes/Passes.h"
+#include "passes/ShapeTerms.h"
 
 namespace roformer::passes {
 namespace {
@@ -135,6 +138,45 @@ bool matchQkv(const ir::Node* attention, Projection (&projections)[3], MatchFail
   return true;
 }
 
+// True when every tensordot projection reads Reshape(x, [N, in]) and
+// reshapes its [N, out] product to exactly [x0, x1, out], so MatMul(x, W)
+// computes the same [x0, x1, out] tensor. A 0 in a target would copy N, so
+// it is not accepted; one -1 is, once the other dims are proven.
+ir::Value* collapsibleTensordotInput(const Projection (&projections)[3]) {
+  ir::Node* flatten = projections[0].input->producer();
+  if (flatten == nullptr || !flatten->is("Reshape")) return nullptr;
+  ir::Value* x = flatten->input(0);
+  DimProvenance provenance;
+  const int64_t in = projections[0].weight->dims()[0];
+  auto lastDim = provenance.origin(x, 2);
+  if (provenance.rank(x) != 3 || !lastDim || lastDim->size != in) return nullptr;
+  RankOracle rankOracle = [&provenance](const ir::Value* value) { return provenance.rank(value); };
+  for (const Projection& projection : projections) {
+    auto target = evaluateShapeTerms(projection.reshape->input(1), rankOracle, nullptr);
+    if (!target || target->scalar || target->terms.size() != 3) return nullptr;
+    int inferred = 0;
+    for (int64_t axis = 0; axis < 3; ++axis) {
+      const DimTerm& term = target->terms[axis];
+      std::optional<DimOrigin> expected =
+          axis < 2 ? provenance.origin(x, axis)
+                   : std::optional<DimOrigin>(DimOrigin{projection.weight->dims()[1], "", nullptr, 0});
+      std::optional<DimOrigin> actual;
+      if (term.kind == DimTerm::Kind::kConstant && term.constant == -1) {
+        ++inferred;
+        continue;
+      }
+      if (term.kind == DimTerm::Kind::kConstant && term.constant > 0) {
+        actual = DimOrigin{term.constant, "", nullptr, 0};
+      } else if (term.kind == DimTerm::Kind::kDimOf) {
+        actual = provenance.origin(term.value, term.axis);
+      }
+      if (!actual || !expected || !(*actual == *expected)) return nullptr;
+    }
+    if (inferred > 1) return nullptr;
+  }
+  return x;
+}
+
 // Concatenates the rows of the [in, out_i] weights into [in, sum out_i].
 std::shared_ptr<ir::Tensor> concatenateColumns(const Projection (&projections)[3]) {
   const int64_t rows = projections[0].weight->dims()[0];
@@ -205,12 +247,22 @@ class PackQkvPass final : public Pass {
                const Projection (&projections)[3]) {
     const std::string scope = attention->name().empty() ? "qkv" : attention->name();
     ir::Node* before = firstUser(graph, projections);
+    ir::Value* input = projections[0].input;
+    bool keepReshapes = projections[0].reshape != nullptr;
+    ir::Node* flatten = nullptr;
+    if (keepReshapes) {
+      if (ir::Value* x = collapsibleTensordotInput(projections)) {
+        flatten = input->producer();
+        input = x;
+        keepReshapes = false;
+      }
+    }
 
     ir::Value* weight = graph.addInitializer(absl::StrCat(scope, "/qkv_weight"),
                                              concatenateColumns(projections));
     ir::Value* bias = graph.addInitializer(absl::StrCat(scope, "/qkv_bias"),
                                            concatenateBiases(projections));
-    ir::Node* matmul = graph.createNode("MatMul", "", {projections[0].input, weight},
+    ir::Node* matmul = graph.createNode("MatMul", "", {input, weight},
                                         {absl::StrCat(scope, "/qkv_matmul")}, before,
                                         graph.uniqueNodeName(absl::StrCat(scope, "/MatMul_qkv")));
     ir::Node* add = graph.createNode("Add", "", {matmul->output(0), bias},
@@ -235,7 +287,7 @@ class PackQkvPass final : public Pass {
     for (size_t i = 0; i < 3; ++i) {
       const Projection& projection = projections[i];
       ir::Value* replacement = split->output(i);
-      if (projection.reshape != nullptr) {
+      if (keepReshapes) {
         ir::Node* reshape = graph.createNode(
             "Reshape", "", {replacement, projection.reshape->input(1)},
             {absl::StrCat(replacement->name(), "_reshaped")}, before,
@@ -259,6 +311,7 @@ class PackQkvPass final : public Pass {
         }
       }
     }
+    if (flatten != nullptr) eraseIfUnused(graph, flatten);
   }
 
   // The first node in list order that reads one of the projection outputs.
