@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,6 +15,7 @@
 #include "ir/ModelIO.h"
 #include "ir/Schemas.h"
 #include "ir/Verifier.h"
+#include "llvm/ADT/Statistic.h"
 #include "llvm/Support/CommandLine.h"
 #include "passes/PassManager.h"
 
@@ -45,7 +48,6 @@ cl::opt<bool> printIrAfterAll("print-ir-after-all",
 cl::list<std::string> printIrAfter("print-ir-after",
                                    cl::desc("Print the IR to stderr after the named pass"),
                                    cl::value_desc("pass"), cl::CommaSeparated, cl::cat(category));
-cl::opt<bool> stats("stats", cl::desc("Print the passes' counters at the end"), cl::cat(category));
 cl::opt<bool> timePasses("time-passes", cl::desc("Print the time taken by each pass"),
                          cl::cat(category));
 cl::opt<bool> verifyEach("verify-each",
@@ -133,9 +135,32 @@ bool sameFile(const std::string& a, const std::string& b) {
   return std::filesystem::exists(b, error) && std::filesystem::equivalent(a, b, error);
 }
 
+// Returns an external data file of the input model that writing `outputPath`
+// would replace (the output itself or its `<output>.data`), if any.
+std::optional<std::string> inputDataFileAt(const ir::Model& model, const std::string& outputPath) {
+  std::set<std::string> checked;
+  for (const ir::Value* value : model.graph().initializers()) {
+    const auto& origin = value->initializer()->externalOrigin();
+    if (!origin) continue;
+    std::string dataPath = (model.baseDir() / origin->location).string();
+    if (!checked.insert(dataPath).second) continue;
+    if (sameFile(dataPath, outputPath) || sameFile(dataPath, outputPath + ".data")) {
+      return dataPath;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // LLVM's Support library registers -stats itself (llvm::AreStatisticsEnabled
+  // reads it), so the tool reuses that option instead of defining a second one.
+  if (auto it = cl::getRegisteredOptions().find("stats"); it != cl::getRegisteredOptions().end()) {
+    it->second->setDescription("Print the passes' counters at the end");
+    it->second->addCategory(category);
+    it->second->setHiddenFlag(cl::NotHidden);
+  }
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv,
                               "roformer-opt: optimize an exported RoFormer ONNX model\n");
@@ -170,6 +195,23 @@ int main(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   auto model = ir::loadModel(inputPath);
   if (!model.ok()) return fail(model.status());
+  if (outputPath != "-" && !inPlace) {
+    if (auto dataFile = inputDataFileAt(**model, outputPath)) {
+      return fail(absl::InvalidArgumentError(absl::StrFormat(
+          "writing '%s' would replace '%s', which holds weights of the input model; pass "
+          "--in-place to allow it, or choose another -o",
+          outputPath, *dataFile)));
+    }
+  }
+  // Under --verify-each, an input that fails verification is reported as
+  // such, not as a fault of the first pass.
+  if (verifyEach) {
+    if (auto status = ir::verifyModel(**model); !status.ok()) {
+      return fail(absl::InvalidArgumentError(
+          absl::StrCat(inputPath == "-" ? std::string("<stdin>") : std::string(inputPath),
+                       ": the input model is invalid: ", status.message())));
+    }
+  }
 
   std::string pipelineText = passPipeline.getNumOccurrences() > 0
                                  ? std::string(passPipeline)
@@ -223,7 +265,7 @@ int main(int argc, char** argv) {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  if (stats) manager.printStatistics(std::cerr);
+  if (llvm::AreStatisticsEnabled()) manager.printStatistics(std::cerr);
   if (timePasses) manager.printTiming(std::cerr);
   if (!quiet) {
     printSummary(histogramBefore, opHistogram(**model), bytesBefore, initializerBytes(**model),
