@@ -1,0 +1,426 @@
+#include "runtime/cuda/CudaContext.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace roformer::runtime::cuda {
+namespace {
+
+// cuBLASLt workspace per thread. Its heuristics pick faster kernels for
+// large products when given workspace; 32 MiB is what NVIDIA's cuBLASLt
+// samples give for Hopper.
+constexpr size_t kWorkspaceBytes = 32u << 20;
+
+std::atomic<uint64_t> nextGeneration{1};
+
+}  // namespace
+
+std::string cudaErrorText(cudaError_t error) {
+  return absl::StrCat(cudaGetErrorName(error), ": ", cudaGetErrorString(error));
+}
+
+absl::Status cudaStatus(cudaError_t error, const std::string& what) {
+  if (error == cudaSuccess) return absl::OkStatus();
+  std::string message = absl::StrCat(what, " failed: ", cudaErrorText(error));
+  if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
+  return absl::InternalError(message);
+}
+
+float halfBitsToFloat(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1fu;
+  uint32_t mantissa = bits & 0x3ffu;
+  uint32_t result;
+  if (exponent == 0x1f) {
+    result = sign | 0x7f800000u | (mantissa << 13);
+  } else if (exponent != 0) {
+    result = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    result = sign;
+  } else {
+    // A subnormal half is a normal float: shift the mantissa up to its
+    // leading 1 and lower the exponent to match.
+    int shift = 0;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      ++shift;
+    }
+    result = sign | (static_cast<uint32_t>(113 - shift) << 23) | ((mantissa & 0x3ffu) << 13);
+  }
+  float value;
+  std::memcpy(&value, &result, sizeof(value));
+  return value;
+}
+
+float bfloat16BitsToFloat(uint16_t bits) {
+  const uint32_t widened = static_cast<uint32_t>(bits) << 16;
+  float value;
+  std::memcpy(&value, &widened, sizeof(value));
+  return value;
+}
+
+uint16_t floatToHalfBits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t exponent = (bits >> 23) & 0xffu;
+  uint32_t mantissa = bits & 0x7fffffu;
+  if (exponent == 0xff) {  // inf or NaN; NaN keeps a nonzero mantissa
+    return static_cast<uint16_t>(sign | 0x7c00u | (mantissa != 0 ? 0x200u : 0u));
+  }
+  const int halfExponent = static_cast<int>(exponent) - 127 + 15;
+  if (halfExponent >= 31) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to inf
+  if (halfExponent <= 0) {
+    // Subnormal or zero: add the implicit 1, then shift right with
+    // round-to-nearest-even.
+    if (halfExponent < -10) return sign;
+    mantissa |= 0x800000u;
+    const int shift = 14 - halfExponent;
+    uint32_t rounded = mantissa >> shift;
+    const uint32_t remainder = mantissa & ((1u << shift) - 1);
+    const uint32_t halfway = 1u << (shift - 1);
+    if (remainder > halfway || (remainder == halfway && (rounded & 1u))) ++rounded;
+    return static_cast<uint16_t>(sign | rounded);
+  }
+  uint32_t rounded = (static_cast<uint32_t>(halfExponent) << 10) | (mantissa >> 13);
+  const uint32_t remainder = mantissa & 0x1fffu;
+  if (remainder > 0x1000u || (remainder == 0x1000u && (rounded & 1u))) ++rounded;  // may carry into inf
+  return static_cast<uint16_t>(sign | rounded);
+}
+
+uint16_t floatToBfloat16Bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN
+  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::create(const BackendOptions& options) {
+  int count = 0;
+  cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess || count == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device is available (",
+        error != cudaSuccess ? cudaErrorText(error) : std::string("the driver reports 0 devices"),
+        "); run on a machine with an NVIDIA GPU and driver, or use --device cpu"));
+  }
+
+  auto context = std::shared_ptr<CudaContext>(new CudaContext);
+  context->precision_ = options.precision;
+  context->generation_ = nextGeneration.fetch_add(1);
+  if (absl::Status status = cudaStatus(cudaSetDevice(context->device_), "cudaSetDevice(0)");
+      !status.ok()) {
+    return status;
+  }
+  cudaDeviceProp properties;
+  if (absl::Status status = cudaStatus(cudaGetDeviceProperties(&properties, context->device_),
+                                       "cudaGetDeviceProperties");
+      !status.ok()) {
+    return status;
+  }
+  context->deviceName_ = properties.name;
+  context->computeCapability_ = properties.major * 10 + properties.minor;
+  // The kernels use mma.sync, bf16 and cp-free loads of sm_80; the build
+  // carries machine code for sm_80 and sm_90 and PTX for sm_90.
+  if (context->computeCapability_ < 80) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CUDA device '", context->deviceName_, "' has compute capability ", properties.major, ".",
+        properties.minor, "; the CUDA backend needs 8.0 (Ampere) or later"));
+  }
+
+  int pools = 0;
+  cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, context->device_);
+  context->memoryPools_ = pools != 0;
+  if (context->memoryPools_) {
+    // Keep freed memory in the pool across synchronizations instead of
+    // returning it to the driver, so repeated runs do not reallocate.
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, context->device_) == cudaSuccess) {
+      uint64_t threshold = UINT64_MAX;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
+    }
+  }
+
+  const char* attention = std::getenv("ROFORMER_CUDA_ATTENTION");
+  context->tensorCoreAttention_ = attention == nullptr || std::string(attention) != "simt";
+
+  absl::StatusOr<const CublasLtApi*> lt = loadCublasLt();
+  if (!lt.ok()) return lt.status();
+  context->lt_ = *lt;
+  cublasStatus_t status = context->lt_->create(&context->ltHandle_);
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    return absl::InternalError(
+        absl::StrCat("cublasLtCreate failed: ", cublasStatusName(status)));
+  }
+  return context;
+}
+
+CudaContext::~CudaContext() {
+  for (auto& [id, state] : threads_) {
+    if (state->stream != nullptr) cudaStreamSynchronize(state->stream);
+    if (state->workspace != nullptr) cudaFree(state->workspace);
+    if (state->errorFlag != nullptr) cudaFree(state->errorFlag);
+    if (state->errorHost != nullptr) cudaFreeHost(state->errorHost);
+    if (state->stream != nullptr) cudaStreamDestroy(state->stream);
+  }
+  if (ltHandle_ != nullptr) lt_->destroy(ltHandle_);
+}
+
+DataType CudaContext::activationType() const {
+  switch (precision_) {
+    case Precision::kFp16:
+      return DataType::kFloat16;
+    case Precision::kBf16:
+      return DataType::kBfloat16;
+    case Precision::kFp32:
+      break;
+  }
+  return DataType::kFloat;
+}
+
+absl::StatusOr<std::unique_ptr<ThreadState>> CudaContext::createThreadState() {
+  auto state = std::make_unique<ThreadState>();
+  if (absl::Status status = cudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = cudaStatus(
+          cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = cudaStatus(cudaMalloc(&state->workspace, kWorkspaceBytes),
+                                       "allocating the cuBLASLt workspace");
+      !status.ok()) {
+    return status;
+  }
+  state->workspaceBytes = kWorkspaceBytes;
+  if (absl::Status status = cudaStatus(cudaMalloc(&state->errorFlag, sizeof(int)),
+                                       "allocating the error flag");
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status =
+          cudaStatus(cudaMemset(state->errorFlag, 0, sizeof(int)), "clearing the error flag");
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = cudaStatus(cudaMallocHost(&state->errorHost, sizeof(int)),
+                                       "allocating pinned host memory");
+      !status.ok()) {
+    return status;
+  }
+  return state;
+}
+
+absl::StatusOr<ThreadState*> CudaContext::thread() {
+  struct Cached {
+    uint64_t generation = 0;
+    ThreadState* state = nullptr;
+  };
+  thread_local Cached cached;
+  if (cached.generation == generation_ && cached.state != nullptr) return cached.state;
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_ptr<ThreadState>& slot = threads_[std::this_thread::get_id()];
+  if (!slot) {
+    absl::StatusOr<std::unique_ptr<ThreadState>> created = createThreadState();
+    if (!created.ok()) {
+      threads_.erase(std::this_thread::get_id());
+      return created.status();
+    }
+    slot = std::move(*created);
+  }
+  cached = Cached{generation_, slot.get()};
+  return slot.get();
+}
+
+absl::StatusOr<DeviceBuffer> CudaContext::allocate(size_t bytes) {
+  absl::StatusOr<ThreadState*> state = thread();
+  if (!state.ok()) return state.status();
+  // cudaMallocAsync returns 256-byte aligned memory, more than
+  // kBufferAlignment; a request of 0 bytes still gets a distinct pointer.
+  const size_t size = bytes == 0 ? kBufferAlignment : bytes;
+  void* data = nullptr;
+  cudaError_t error = memoryPools_ ? cudaMallocAsync(&data, size, (*state)->stream)
+                                   : cudaMalloc(&data, size);
+  if (error != cudaSuccess) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "failed to allocate ", bytes, " bytes on CUDA device '", deviceName_, "': ",
+        cudaErrorText(error)));
+  }
+  std::shared_ptr<CudaContext> self = shared_from_this();
+  const bool pools = memoryPools_;
+  auto release = [self, pools](void* pointer) {
+    if (pools) {
+      absl::StatusOr<ThreadState*> current = self->thread();
+      if (current.ok()) {
+        cudaFreeAsync(pointer, (*current)->stream);
+        return;
+      }
+    }
+    cudaFree(pointer);
+  };
+  return DeviceBuffer{data, bytes, std::shared_ptr<void>(data, release)};
+}
+
+absl::StatusOr<DeviceBuffer> CudaContext::allocatePermanent(size_t bytes) {
+  void* data = nullptr;
+  cudaError_t error = cudaMalloc(&data, bytes == 0 ? kBufferAlignment : bytes);
+  if (error != cudaSuccess) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "failed to allocate ", bytes, " bytes for weights on CUDA device '", deviceName_,
+        "': ", cudaErrorText(error)));
+  }
+  std::shared_ptr<CudaContext> self = shared_from_this();
+  auto release = [self](void* pointer) {
+    self->forgetConvertedConstant(pointer);
+    self->forgetConstantMirror(pointer);
+    cudaFree(pointer);
+  };
+  return DeviceBuffer{data, bytes, std::shared_ptr<void>(data, release)};
+}
+
+void CudaContext::recordConvertedConstant(const void* data, DataType type) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  convertedConstants_[data] = type;
+}
+
+void CudaContext::forgetConvertedConstant(const void* data) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  convertedConstants_.erase(data);
+}
+
+DataType CudaContext::convertedConstantType(const void* data) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = convertedConstants_.find(data);
+  return it == convertedConstants_.end() ? DataType::kUndefined : it->second;
+}
+
+void CudaContext::recordConstantMirror(const void* data, std::shared_ptr<const HostMirror> mirror) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  constantMirrors_[data] = std::move(mirror);
+}
+
+void CudaContext::forgetConstantMirror(const void* data) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  constantMirrors_.erase(data);
+}
+
+std::shared_ptr<const HostMirror> CudaContext::findMirror(ThreadState& state,
+                                                          const TensorView& view) const {
+  if (view.data == nullptr) return nullptr;
+  std::shared_ptr<const HostMirror> mirror;
+  auto it = state.mirrors.find(reinterpret_cast<uintptr_t>(view.data));
+  if (it != state.mirrors.end()) {
+    mirror = it->second.mirror;
+  } else {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto constant = constantMirrors_.find(view.data);
+    if (constant != constantMirrors_.end()) mirror = constant->second;
+  }
+  if (mirror == nullptr || mirror->type != view.type || mirror->shape != view.shape) return nullptr;
+  return mirror;
+}
+
+void CudaContext::recordMirror(ThreadState& state, const TensorView& view,
+                               std::shared_ptr<const HostMirror> mirror, bool pendingUpload) {
+  if (view.data == nullptr || mirror == nullptr) return;
+  state.mirrors[reinterpret_cast<uintptr_t>(view.data)] =
+      ThreadState::MirrorEntry{std::move(mirror), pendingUpload};
+}
+
+absl::Status CudaContext::uploadPending(ThreadState& state, const void* data) {
+  auto it = state.mirrors.find(reinterpret_cast<uintptr_t>(data));
+  if (it == state.mirrors.end() || !it->second.pendingUpload) return absl::OkStatus();
+  const HostMirror& mirror = *it->second.mirror;
+  // Pageable memory: cudaMemcpyAsync returns once the bytes are staged, so
+  // the mirror may go away afterwards; it does not wait for the stream.
+  it->second.pendingUpload = false;
+  return cudaStatus(cudaMemcpyAsync(const_cast<void*>(data), mirror.data, mirror.byteSize(),
+                                    cudaMemcpyHostToDevice, state.stream),
+                    "copying a host-computed tensor to the device");
+}
+
+bool CudaContext::hasPendingUpload(const ThreadState& state, const void* data, size_t bytes) const {
+  if (state.mirrors.empty() || data == nullptr) return false;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t end = begin + std::max<size_t>(bytes, 1);
+  for (auto it = state.mirrors.begin(); it != state.mirrors.end() && it->first < end; ++it) {
+    const uintptr_t entryEnd = it->first + std::max<size_t>(it->second.mirror->byteSize(), 1);
+    if (it->second.pendingUpload && entryEnd > begin) return true;
+  }
+  return false;
+}
+
+bool CudaContext::copyPendingToHost(const ThreadState& state, const void* data, void* host,
+                                    size_t bytes) const {
+  auto it = state.mirrors.find(reinterpret_cast<uintptr_t>(data));
+  if (it == state.mirrors.end() || !it->second.pendingUpload) return false;
+  if (it->second.mirror->byteSize() != bytes) return false;
+  if (bytes > 0) std::memcpy(host, it->second.mirror->data, bytes);
+  return true;
+}
+
+void CudaContext::invalidateMirrors(ThreadState& state, const void* data, size_t bytes) {
+  if (state.mirrors.empty() || data == nullptr) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t end = begin + (bytes == 0 ? 1 : bytes);
+  auto it = state.mirrors.lower_bound(begin);
+  // The entry before `begin` may extend into the range.
+  if (it != state.mirrors.begin()) {
+    auto previous = std::prev(it);
+    if (previous->first + std::max<size_t>(previous->second.mirror->byteSize(), 1) > begin) {
+      it = previous;
+    }
+  }
+  while (it != state.mirrors.end() && it->first < end) it = state.mirrors.erase(it);
+}
+
+int CudaContext::registerErrorSource(std::string message) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  errorMessages_.push_back(std::move(message));
+  return static_cast<int>(errorMessages_.size());
+}
+
+absl::Status CudaContext::synchronizeAndCheck(ThreadState& state) {
+  if (absl::Status status = cudaStatus(
+          cudaMemcpyAsync(state.errorHost, state.errorFlag, sizeof(int), cudaMemcpyDeviceToHost,
+                          state.stream),
+          "reading the device error flag");
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = cudaStatus(cudaStreamSynchronize(state.stream), "running the kernels");
+      !status.ok()) {
+    return status;
+  }
+  const int code = *state.errorHost;
+  if (code == 0) return absl::OkStatus();
+  *state.errorHost = 0;
+  if (absl::Status status = cudaStatus(cudaMemsetAsync(state.errorFlag, 0, sizeof(int), state.stream),
+                                       "clearing the device error flag");
+      !status.ok()) {
+    return status;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (code < 1 || code > static_cast<int>(errorMessages_.size())) {
+    return absl::InternalError(absl::StrCat("a CUDA kernel reported unknown error code ", code));
+  }
+  return absl::InvalidArgumentError(errorMessages_[code - 1]);
+}
+
+void CudaContext::noteFallback(const std::string& opType) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  fallbackOps_.insert(opType);
+}
+
+std::vector<std::string> CudaContext::fallbackOps() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::vector<std::string>(fallbackOps_.begin(), fallbackOps_.end());
+}
+
+}  // namespace roformer::runtime::cuda
