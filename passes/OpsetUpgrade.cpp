@@ -58,7 +58,8 @@ absl::Status upgradeOnnxOpset(ir::Model& model, int64_t target) {
   ir::Graph& graph = (*imported)->graph();
   for (const ir::Value* original : model.graph().initializers()) {
     const std::shared_ptr<ir::Tensor>& tensor = original->initializer();
-    if (tensor->byteSize() <= kDeclareInitializersAbove && !original->isGraphInput()) continue;
+    // Smaller ones were exported with their data.
+    if (tensor->byteSize() <= kDeclareInitializersAbove) continue;
     ir::Value* value = graph.findValue(original->name());
     if (value == nullptr || value->producer() != nullptr) {
       return absl::InternalError(absl::StrCat("the model converted to opset ", target,
