@@ -3,9 +3,14 @@
 namespace roformer::passes {
 
 std::string defaultPipeline() {
-  // TODO: grows into the full deployment pipeline (name sanitizing, input
-  // shapes, simplification to a fixpoint, fusions) as those passes land.
-  return "topo-sort,dce";
+  // Names and input shapes first, because shape folding depends on the fixed
+  // dims. The simplifications enable each other (a folded Shape makes a
+  // Reshape shape constant, which makes two Transposes cancel, ...), so they
+  // repeat until none changes the graph. The fusions then match the
+  // simplified graph.
+  return "sanitize-names,set-input-shape,"
+         "fixpoint(infer-shapes,fold-constants,eliminate-identities,cse,simplify-reshapes,dce),"
+         "fuse-layernorm,dce";
 }
 
 }  // namespace roformer::passes
