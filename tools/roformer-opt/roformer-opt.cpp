@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
   if (outputPath != "-" && !inPlace) {
     if (auto dataFile = inputDataFileAt(**model, outputPath)) {
       return fail(absl::InvalidArgumentError(absl::StrFormat(
-          "writing '%s' would replace '%s', which holds weights of the input model; pass "
+          "writing '%s' would replace '%s', which contains weights of the input model; pass "
           "--in-place to allow it, or choose another -o",
           outputPath, *dataFile)));
     }

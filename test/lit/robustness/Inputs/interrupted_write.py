@@ -227,7 +227,7 @@ def check_file_size_limit(folder, external):
     flags = ["--pass-pipeline=dce", "--quiet"]
     if external:
         # The 1 MiB initializer goes to the data file, which fits under the
-        # limit; the 200 small ones stay in the model file, which does not.
+        # limit. The 200 small ones stay in the model file, which does not.
         flags += ["--external-data", "--external-data-threshold=1048576"]
     first = many_initializers_model(folder, "many1.onnx", seed=1)
     done = subprocess.run([tool(), first, "-o", output] + flags, cwd=folder,
