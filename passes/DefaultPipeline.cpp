@@ -7,10 +7,15 @@ std::string defaultPipeline() {
   // dims. The simplifications enable each other (a folded Shape makes a
   // Reshape shape constant, which makes two Transposes cancel, ...), so they
   // repeat until none changes the graph. The fusions then match the
-  // simplified graph.
+  // simplified graph. fuse-layernorm goes first because it may convert the
+  // model to opset 17, which ONNX's converter cannot do once contrib ops
+  // exist. fuse-skip-layernorm needs provably equal residual shapes, which
+  // the Einsum form of the attention only gets once the attention is fused
+  // and shapes are inferred again, so it belongs after fuse-rotary-attention
+  // and an infer-shapes when that pass joins the pipeline.
   return "sanitize-names,set-input-shape,"
          "fixpoint(infer-shapes,fold-constants,eliminate-identities,cse,simplify-reshapes,dce),"
-         "fuse-layernorm,dce";
+         "fuse-layernorm,fuse-gelu,fuse-skip-layernorm,dce";
 }
 
 }  // namespace roformer::passes
