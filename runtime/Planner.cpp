@@ -227,6 +227,7 @@ absl::StatusOr<std::unique_ptr<Schedule>> Schedule::build(const ir::Model& model
   for (const ir::Node* node : order) {
     Step step;
     step.description = node->describe();
+    step.opType = node->domain().empty() ? node->opType() : node->domain() + "." + node->opType();
     for (const ir::Value* input : node->inputs()) {
       absl::StatusOr<int> slot = slotForRead(input, node);
       if (!slot.ok()) return slot.status();

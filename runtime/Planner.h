@@ -69,6 +69,8 @@ struct Slot {
 struct Step {
   // "OpType 'name'" (with the domain when it is not ONNX's), for messages.
   std::string description;
+  // "OpType", or "domain.OpType" outside the ONNX domain.
+  std::string opType;
   std::unique_ptr<Kernel> kernel;
   std::vector<int> inputSlots;
   std::vector<int> outputSlots;

@@ -1,5 +1,6 @@
 #include "runtime/Session.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,8 @@ struct Session::ExecutionContext {
   // Per step: the views handed to its kernel, kept to reuse their storage.
   std::vector<std::vector<TensorView>> stepInputs;
   std::vector<std::vector<TensorView>> stepOutputs;
+  // Per step: nanoseconds of the current run, when profiling.
+  std::vector<int64_t> stepNanoseconds;
 };
 
 namespace {
@@ -238,6 +241,30 @@ SessionStats Session::stats() const {
   return stats;
 }
 
+std::vector<StepProfile> Session::profile() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<StepProfile> steps;
+  if (profiledRuns_ == 0) return steps;
+  for (size_t s = 0; s < profileNanoseconds_.size(); ++s) {
+    const Step& step = schedule_->steps()[s];
+    double mean = static_cast<double>(profileNanoseconds_[s]) / 1e6 /
+                  static_cast<double>(profiledRuns_);
+    steps.push_back(StepProfile{step.description, step.opType, mean});
+  }
+  return steps;
+}
+
+size_t Session::profiledRuns() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return profiledRuns_;
+}
+
+void Session::resetProfile() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  profileNanoseconds_.clear();
+  profiledRuns_ = 0;
+}
+
 absl::StatusOr<std::map<std::string, HostTensor>> Session::run(
     const std::map<std::string, HostTensor>& inputs) const {
   const std::vector<TensorInfo>& infos = this->inputs();
@@ -401,6 +428,7 @@ std::unique_ptr<Session::ExecutionContext> Session::acquireContext() const {
     context->stepInputs.emplace_back(step.inputSlots.size());
     context->stepOutputs.emplace_back(step.outputSlots.size());
   }
+  context->stepNanoseconds.assign(schedule_->steps().size(), 0);
   return context;
 }
 
@@ -481,6 +509,8 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
       output.data = nullptr;
     }
     KernelContext kernelContext{stepInputs, stepOutputs, context->threads.get()};
+    std::chrono::steady_clock::time_point stepStart;
+    if (options_.profile) stepStart = std::chrono::steady_clock::now();
     if (absl::Status inferred = step.kernel->inferOutputs(kernelContext); !inferred.ok()) {
       return annotate(step, inferred);
     }
@@ -530,11 +560,22 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
     if (absl::Status computed = step.kernel->compute(kernelContext); !computed.ok()) {
       return annotate(step, computed);
     }
+    if (options_.profile) {
+      context->stepNanoseconds[s] = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - stepStart)
+                                        .count();
+    }
     for (size_t j = 0; j < stepOutputs.size(); ++j) views[step.outputSlots[j]] = stepOutputs[j];
     for (int dead : schedule_->slotsDyingAfter(s)) context->buffers[dead] = DeviceBuffer{};
   }
 
   if (absl::Status synchronized = backend.synchronize(); !synchronized.ok()) return synchronized;
+  if (options_.profile) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    profileNanoseconds_.resize(steps.size(), 0);
+    for (size_t s = 0; s < steps.size(); ++s) profileNanoseconds_[s] += context->stepNanoseconds[s];
+    ++profiledRuns_;
+  }
 
   if (!planned) {
     auto newPlan = std::make_shared<const MemoryPlan>(planMemory(*schedule_, views, hostMemory));

@@ -50,6 +50,8 @@ struct SessionOptions {
   // Memory plans kept for distinct input-shape signatures; the least recently
   // used one is dropped beyond this.
   size_t maxCachedPlans = 16;
+  // Time every step of every run (see Session::profile()).
+  bool profile = false;
   // Runs on this backend instead of creating one for `device`.
   std::shared_ptr<Backend> backend;
 };
@@ -67,6 +69,13 @@ struct SessionStats {
   size_t arenaBytes = 0;
   size_t unsharedBytes = 0;
   size_t inPlaceSteps = 0;
+};
+
+// Time spent in one step, averaged over the profiled runs.
+struct StepProfile {
+  std::string node;    // "OpType 'name'"
+  std::string opType;  // "OpType" or "domain.OpType"
+  double meanMilliseconds = 0;
 };
 
 class Session {
@@ -102,6 +111,13 @@ class Session {
 
   SessionStats stats() const;
 
+  // Per-step times (inferOutputs and compute) averaged over the runs since
+  // creation or the last resetProfile(), in schedule order; empty unless
+  // SessionOptions::profile is set or no run finished.
+  std::vector<StepProfile> profile() const;
+  size_t profiledRuns() const;
+  void resetProfile() const;
+
  private:
   struct ExecutionContext;
   struct PlanEntry {
@@ -129,6 +145,8 @@ class Session {
   mutable uint64_t planClock_ = 0;
   mutable std::vector<std::unique_ptr<ExecutionContext>> idleContexts_;
   mutable SessionStats stats_;
+  mutable std::vector<int64_t> profileNanoseconds_;
+  mutable size_t profiledRuns_ = 0;
 };
 
 }  // namespace roformer::runtime

@@ -140,6 +140,14 @@ def check_reports(model_path, work_dir):
               f"{name} from concurrent runs differs from a single run")
     print("  40 runs from 2 threads at once give the outputs of a single run")
 
+    completed = run_roformer(model_path, "--synthetic", "--seq-len", SEQ_LEN, "--threads",
+                             THREADS, "--iterations", 2, "--profile")
+    check("Profile (mean of 2 runs" in completed.stdout and "slowest nodes:" in completed.stdout,
+          f"--profile prints no profile:\n{completed.stdout}")
+    check(any(line.split()[:1] == ["MatMul"] for line in completed.stdout.splitlines()),
+          f"--profile lists no MatMul time:\n{completed.stdout}")
+    print("  --profile prints the time per op type")
+
 
 def check_list_ops():
     completed = run_roformer("--list-ops")

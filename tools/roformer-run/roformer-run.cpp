@@ -3,6 +3,7 @@
 // the differences from a reference model.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -67,6 +68,10 @@ cl::opt<int> concurrency(
     cl::desc("Run from this many threads at once, each doing --iterations runs, and check that "
              "all runs give identical outputs (default 1)"),
     cl::init(1), cl::cat(category));
+cl::opt<bool> profile("profile",
+                      cl::desc("Time every node of the timed runs and print the time per op "
+                               "type and the slowest nodes"),
+                      cl::cat(category));
 cl::opt<std::string> outputDir(
     "output-dir",
     cl::desc("Write each output as DIR/<name>.npy (characters outside [A-Za-z0-9_.-] become _) "
@@ -147,6 +152,40 @@ void writeLatencyJson(run::JsonWriter& json, const run::LatencyStats& stats, dou
   json.number("max", stats.maxMs);
   json.endObject();
   json.number("throughput_sequences_per_s", throughput);
+}
+
+// Prints the mean time per op type and the slowest nodes of the profiled
+// runs, and adds the per-op-type times to the report.
+void printProfile(const Session& session, run::JsonWriter& json) {
+  constexpr size_t kSlowestNodes = 10;
+  std::vector<runtime::StepProfile> steps = session.profile();
+  double total = 0;
+  std::map<std::string, std::pair<double, int>> byOp;
+  for (const runtime::StepProfile& step : steps) {
+    total += step.meanMilliseconds;
+    byOp[step.opType].first += step.meanMilliseconds;
+    byOp[step.opType].second += 1;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int>>> ops(byOp.begin(), byOp.end());
+  std::sort(ops.begin(), ops.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::cout << absl::StrFormat("Profile (mean of %d runs, %.3f ms in nodes):\n",
+                               session.profiledRuns(), total);
+  std::cout << absl::StrFormat("  %-40s %6s %12s %7s\n", "op", "nodes", "ms", "share");
+  json.beginObject("profile_ms_by_op");
+  for (const auto& [op, timing] : ops) {
+    std::cout << absl::StrFormat("  %-40s %6d %12.3f %6.1f%%\n", op, timing.second,
+                                 timing.first, total > 0 ? 100 * timing.first / total : 0.0);
+    json.number(op, timing.first);
+  }
+  json.endObject();
+  std::sort(steps.begin(), steps.end(), [](const auto& a, const auto& b) {
+    return a.meanMilliseconds > b.meanMilliseconds;
+  });
+  std::cout << "  slowest nodes:\n";
+  for (size_t i = 0; i < std::min(kSlowestNodes, steps.size()); ++i) {
+    std::cout << absl::StrFormat("    %10.3f ms  %s\n", steps[i].meanMilliseconds, steps[i].node);
+  }
 }
 
 // Prints the comparison table; returns an error when a tolerance is exceeded
@@ -308,6 +347,7 @@ absl::StatusOr<TimedRuns> timeRuns(const Session& session,
     absl::StatusOr<std::map<std::string, HostTensor>> outputs = session.run(inputs);
     if (!outputs.ok()) return outputs.status();
   }
+  session.resetProfile();
 
   // Each thread checks that all its runs agree, then the threads' first
   // results are compared with each other.
@@ -443,6 +483,7 @@ absl::Status runLatencyMode(RunContext& context) {
     outputLines.push_back(describeTensor(name, tensor));
   }
   std::cout << "Outputs: " << absl::StrJoin(outputLines, ", ") << "\n";
+  if (profile) printProfile(session, context.json);
 
   run::JsonWriter& json = context.json;
   json.integer("batch", batch);
@@ -523,6 +564,7 @@ int runMain() {
   options.device = device;
   options.threads = threads;
   options.precision = *parsedPrecision;
+  options.profile = profile;
 
   auto loadStart = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<ir::Model>> model = ir::loadModel(modelPath);

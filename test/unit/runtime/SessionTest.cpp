@@ -280,6 +280,31 @@ TEST(SessionTest, OmittedOutputsGetNoBuffer) {
   EXPECT_EQ(session->stats().unsharedBytes, 128u);
 }
 
+TEST(SessionTest, ProfileTimesEveryStep) {
+  std::unique_ptr<ir::Model> model = denseModel();
+  SessionOptions options = testOptions();
+  options.profile = true;
+  std::unique_ptr<Session> session = createSession(*model, options);
+  ASSERT_NE(session, nullptr);
+  for (int run = 0; run < 2; ++run) {
+    ASSERT_TRUE(session->runOrdered({HostTensor::fromVector<float>({2, 4}, ramp(8, 1))}).ok());
+  }
+  EXPECT_EQ(session->profiledRuns(), 2u);
+  std::vector<StepProfile> steps = session->profile();
+  ASSERT_EQ(steps.size(), 5u);
+  EXPECT_EQ(steps[0].opType, "MatMul");
+  EXPECT_EQ(steps[0].node, "MatMul 'matmul'");
+  for (const StepProfile& step : steps) EXPECT_GE(step.meanMilliseconds, 0.0) << step.node;
+  session->resetProfile();
+  EXPECT_EQ(session->profiledRuns(), 0u);
+  EXPECT_TRUE(session->profile().empty());
+
+  std::unique_ptr<Session> unprofiled = createSession(*model, testOptions());
+  ASSERT_NE(unprofiled, nullptr);
+  ASSERT_TRUE(unprofiled->runOrdered({HostTensor::fromVector<float>({2, 4}, ramp(8, 1))}).ok());
+  EXPECT_TRUE(unprofiled->profile().empty());
+}
+
 TEST(SessionTest, ConstantWeightsAreNotCopied) {
   CpuBackend backend(BackendOptions{});
   auto tensor = ir::Tensor::create<float>({2}, {1.0f, 2.0f});
