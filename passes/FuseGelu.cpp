@@ -22,11 +22,13 @@
 // only the pattern reads its output, and `bias` is a float constant of shape
 // [N] with N the known last dim of m. Otherwise it becomes Gelu(x).
 //
-// Rejected, with a missed remark: any constant further than
-// kConstantTolerance from 0.5, 1, sqrt(2) or 1/sqrt(2); Tanh in place of Erf
-// (the tanh approximation is a different function, and this pass never emits
-// FastGelu for it); an intermediate value with a user outside the pattern; an
-// Erf argument computed from another value than the one multiplied.
+// Rejected, with a missed remark:
+// - any constant further than kConstantTolerance from 0.5, 1, sqrt(2) or
+//   1/sqrt(2);
+// - Tanh in place of Erf. The tanh approximation is a different function,
+//   and this pass never emits FastGelu for it;
+// - an intermediate value with a user outside the pattern;
+// - an Erf argument computed from another value than the one multiplied.
 #include <array>
 #include <cmath>
 #include <unordered_set>

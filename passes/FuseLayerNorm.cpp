@@ -40,15 +40,18 @@
 // Mean and InvStdDev outputs instead, which hold the same values in the same
 // order.
 //
-// Rejected, with a missed remark naming the node or value: reduction over any
-// axis but the last, ReduceMean without keepdims, epsilon added anywhere but
-// to the variance under the square root, a Pow exponent other than 2, an
-// intermediate value with a user outside the pattern (fusing would lose it),
-// gamma or beta without a known [D] shape, an input whose element type is not
-// float or whose last dim is unknown, and a pattern without beta. A model
-// that imports an ONNX opset below 17 is first converted to opset 17 with
-// ONNX's version converter (see passes/OpsetUpgrade.h); when that fails, every
-// matched candidate is reported and the model is left unchanged.
+// Rejected, with a missed remark naming the node or value:
+// - a reduction over any axis but the last, or ReduceMean without keepdims;
+// - epsilon added anywhere but to the variance under the square root;
+// - a Pow exponent other than 2;
+// - an intermediate value with a user outside the pattern, which fusing
+//   would lose;
+// - gamma or beta without a known [D] shape;
+// - an input whose element type is not float or whose last dim is unknown;
+// - a pattern without beta.
+// A model that imports an ONNX opset below 17 is first converted to opset 17
+// with ONNX's version converter (see passes/OpsetUpgrade.h). When that fails,
+// every matched candidate is reported and the model is left unchanged.
 #include <cmath>
 #include <memory>
 #include <unordered_set>
@@ -64,7 +67,7 @@ namespace {
 // The first ONNX opset with LayerNormalization.
 constexpr int64_t kLayerNormOpset = 17;
 
-// What a successful match found, enough to build the fused node.
+// The values and nodes of a successful match, enough to build the fused node.
 struct LayerNormMatch {
   ir::Node* anchor = nullptr;
   ir::Value* input = nullptr;

@@ -11,7 +11,10 @@
 //
 //   MatchFailure why;
 //   auto path = matchParentPath(add, {{"Mul", 0}, {"Div", 0}, {"Sqrt", 1}}, &why);
-//   if (!path) return context.remarkMissed(*add, why.reason);
+//   if (!path) {
+//     context.remarkMissed(*add, why.reason);
+//     continue;  // with the next candidate anchor
+//   }
 //   ir::Node* mul = (*path)[0];
 #pragma once
 

@@ -7,8 +7,8 @@
 namespace roformer::passes {
 namespace {
 
-// x -> Add(x, weights) -> Unsqueeze(axes = [0]) -> y at opset 11, with a
-// weight tensor large enough to travel to the converter without its data.
+// y = Unsqueeze(Mul(Add(x, weights), small), axes = [0]) at opset 11. The
+// weights are large enough to travel to the converter without their data.
 std::unique_ptr<ir::Model> opset11Model(bool weightsAreInput) {
   auto model = std::make_unique<ir::Model>();
   model->setOpsetVersion("", 11);
