@@ -1,0 +1,251 @@
+// Tests of the CUDA backend that need no GPU: registration, the error on
+// machines without one, the host-side fp16/bf16 conversions, and which Add
+// nodes the MatMul kernel absorbs. Then the session-level behavior on a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "CudaTestSupport.h"
+#include "runtime/Backend.h"
+#include "runtime/cuda/MatMulFusion.h"
+
+namespace roformer::runtime::cuda {
+namespace {
+
+using testing::Feeds;
+using testing::InputSpec;
+using testing::OpSpec;
+
+TEST(CudaBackendTest, RegisteredAsCuda) {
+  std::vector<std::string> names = availableBackends();
+  EXPECT_NE(std::find(names.begin(), names.end(), "cuda"), names.end());
+}
+
+TEST(CudaBackendTest, MissingDeviceIsFailedPrecondition) {
+  if (cudaDeviceStatus().ok()) GTEST_SKIP() << "this machine has a CUDA device";
+  BackendOptions options;
+  options.precision = Precision::kFp16;
+  absl::StatusOr<std::shared_ptr<Backend>> backend = createBackend("cuda", options);
+  ASSERT_FALSE(backend.ok());
+  EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(backend.status().message()).find("no CUDA device"), std::string::npos)
+      << backend.status().message();
+}
+
+TEST(CudaBackendTest, CpuSessionsRunWithoutDevice) {
+  // Linking the CUDA backend must not disturb the CPU path.
+  OpSpec spec{"Add", "", {InputSpec::floating("a", 2), InputSpec::floating("b", 2)}};
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  Feeds feeds{{"a", testing::floatTensor({2, 3}, 1)}, {"b", testing::floatTensor({2, 3}, 2)}};
+  absl::StatusOr<testing::RunResult> result = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FLOAT_EQ(result->outputs[0].data<float>()[4],
+                  feeds.at("a").data<float>()[4] + feeds.at("b").data<float>()[4]);
+}
+
+TEST(CudaBackendTest, HalfConversionRoundsToNearestEven) {
+  EXPECT_EQ(floatToHalfBits(1.0f), 0x3c00);
+  EXPECT_EQ(floatToHalfBits(-2.0f), 0xc000);
+  EXPECT_EQ(floatToHalfBits(65504.0f), 0x7bff);
+  EXPECT_EQ(floatToHalfBits(65520.0f), 0x7c00);  // rounds up past the largest half
+  EXPECT_EQ(floatToHalfBits(std::numeric_limits<float>::infinity()), 0x7c00);
+  EXPECT_EQ(floatToHalfBits(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+  EXPECT_EQ(floatToHalfBits(std::ldexp(1.0f, -26)), 0x0000);
+  // 1 + 2^-11 is halfway between 1 and the next half: ties go to even (1).
+  EXPECT_EQ(floatToHalfBits(1.0f + std::ldexp(1.0f, -11)), 0x3c00);
+  EXPECT_EQ(floatToHalfBits(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
+  const uint16_t nan = floatToHalfBits(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(nan & 0x7c00, 0x7c00);
+  EXPECT_NE(nan & 0x3ff, 0);
+}
+
+TEST(CudaBackendTest, HalfRoundTripKeepsHalves) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const uint16_t half = static_cast<uint16_t>(bits);
+    if ((half & 0x7c00) == 0x7c00 && (half & 0x3ff) != 0) continue;  // NaN payloads
+    ASSERT_EQ(floatToHalfBits(halfBitsToFloat(half)), half) << "bits " << bits;
+  }
+}
+
+TEST(CudaBackendTest, Bfloat16ConversionRoundsToNearestEven) {
+  EXPECT_EQ(floatToBfloat16Bits(1.0f), 0x3f80);
+  EXPECT_FLOAT_EQ(bfloat16BitsToFloat(0x3f80), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to even (1).
+  EXPECT_EQ(floatToBfloat16Bits(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
+  EXPECT_EQ(floatToBfloat16Bits(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);
+  EXPECT_EQ(floatToBfloat16Bits(0.1f), 0x3dcd);  // 0x3dcccccd rounds up
+  EXPECT_EQ(floatToBfloat16Bits(bfloat16BitsToFloat(0x7f7f)), 0x7f7f);  // the largest bf16
+}
+
+// ---- Bias fusion into the MatMul epilogue ----
+
+struct ProjectionGraph {
+  ir::Graph graph;
+  ir::Node* matMul = nullptr;
+  ir::Node* add = nullptr;
+};
+
+// x [?, 4] -> MatMul(W [4, 3]) -> Add(b) -> y, with switches for the cases
+// that must not fuse.
+std::unique_ptr<ProjectionGraph> projection(bool biasFirst = false, bool secondUser = false,
+                                            bool constantBias = true, int64_t biasSize = 3) {
+  auto result = std::make_unique<ProjectionGraph>();
+  ir::Graph& graph = result->graph;
+  ir::Value* x = graph.getOrCreateValue("x");
+  x->setTensorType(DataType::kFloat, std::vector<ir::Dim>{ir::Dim::unknown(), ir::Dim::known(4)});
+  graph.addInput(x);
+  ir::Value* w = graph.addInitializer("w", testing::floatConstant({4, 3}, 1));
+  ir::Value* b;
+  if (constantBias) {
+    b = graph.addInitializer("b", testing::floatConstant({biasSize}, 2));
+  } else {
+    b = graph.getOrCreateValue("b");
+    b->setTensorType(DataType::kFloat, std::vector<int64_t>{biasSize});
+    graph.addInput(b);
+  }
+  result->matMul = graph.createNode("MatMul", "", {x, w}, {"xw"}, nullptr, "matmul");
+  ir::Value* product = result->matMul->output(0);
+  std::vector<ir::Value*> addInputs = biasFirst ? std::vector<ir::Value*>{b, product}
+                                                : std::vector<ir::Value*>{product, b};
+  result->add = graph.createNode("Add", "", addInputs, {"y"}, nullptr, "bias");
+  graph.addOutput(result->add->output(0));
+  if (secondUser) {
+    ir::Node* other = graph.createNode("Relu", "", {product}, {"r"}, nullptr, "relu");
+    graph.addOutput(other->output(0));
+  }
+  return result;
+}
+
+TEST(CudaBiasFusionTest, FusesConstantBiasOfProjection) {
+  std::unique_ptr<ProjectionGraph> g = projection();
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), g->add);
+  EXPECT_TRUE(isBiasAddFusedIntoMatMul(*g->add));
+}
+
+TEST(CudaBiasFusionTest, SkipsBiasAsFirstOperand) {
+  std::unique_ptr<ProjectionGraph> g = projection(/*biasFirst=*/true);
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+  EXPECT_FALSE(isBiasAddFusedIntoMatMul(*g->add));
+}
+
+TEST(CudaBiasFusionTest, SkipsProductWithSecondUser) {
+  std::unique_ptr<ProjectionGraph> g = projection(false, /*secondUser=*/true);
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+  EXPECT_FALSE(isBiasAddFusedIntoMatMul(*g->add));
+}
+
+TEST(CudaBiasFusionTest, SkipsNonConstantBias) {
+  std::unique_ptr<ProjectionGraph> g = projection(false, false, /*constantBias=*/false);
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+}
+
+TEST(CudaBiasFusionTest, SkipsBiasOfOtherWidth) {
+  std::unique_ptr<ProjectionGraph> g = projection(false, false, true, /*biasSize=*/1);
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+}
+
+// ---- Sessions on a GPU ----
+
+TEST(CudaSessionTest, ShapeArithmeticStaysOnHost) {
+  SKIP_WITHOUT_CUDA();
+  // y = Reshape(x, Concat(Shape(x)[0:1], [-1])): the target is computed from
+  // x's shape, which the backend evaluates on host mirrors without reading
+  // anything back from the device.
+  auto model = std::make_unique<ir::Model>();
+  model->setOpsetVersion("", 17);
+  ir::Graph& graph = model->graph();
+  ir::Value* x = graph.getOrCreateValue("x");
+  x->setTensorType(DataType::kFloat, std::vector<ir::Dim>(3, ir::Dim::unknown()));
+  graph.addInput(x);
+  ir::Node* shape = graph.createNode("Shape", "", {x}, {"shape"}, nullptr, "shape");
+  ir::Value* index = graph.addInitializer("index", ir::Tensor::create<int64_t>({1}, {0}));
+  ir::Node* batch = graph.createNode("Gather", "", {shape->output(0), index}, {"batch"}, nullptr,
+                                     "batch");
+  ir::Value* rest = graph.addInitializer("rest", ir::Tensor::create<int64_t>({1}, {-1}));
+  ir::Node* target = graph.createNode("Concat", "", {batch->output(0), rest}, {"target"}, nullptr,
+                                      "target");
+  target->setIntAttribute("axis", 0);
+  ir::Node* reshape = graph.createNode("Reshape", "", {x, target->output(0)}, {"flat"}, nullptr,
+                                       "reshape");
+  ir::Node* relu = graph.createNode("Relu", "", {reshape->output(0)}, {"y"}, nullptr, "relu");
+  graph.addOutput(relu->output(0));
+
+  Feeds feeds{{"x", testing::floatTensor({3, 5, 7}, 4)}};
+  absl::StatusOr<testing::RunResult> cpu = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp32, feeds);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  ASSERT_EQ(gpu->outputs[0].shape(), (Shape{3, 35}));
+  EXPECT_EQ(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 0.0);
+  EXPECT_GE(gpu->stats.hostSteps, 3u);  // Shape, Gather, Concat
+  EXPECT_EQ(gpu->stats.shapeReads, 0u);
+  EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
+}
+
+TEST(CudaSessionTest, FallbackRunsOpsWithoutDeviceKernel) {
+  SKIP_WITHOUT_CUDA();
+  // Einsum has no CUDA kernel: the CPU kernel runs on copies.
+  OpSpec spec{"Einsum", "", {InputSpec::floating("a", 2), InputSpec::floating("b", 2)}};
+  spec.attributes = [](ir::Node& node) { node.setStringAttribute("equation", "ij,jk->ik"); };
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  Feeds feeds{{"a", testing::floatTensor({3, 4}, 5)}, {"b", testing::floatTensor({4, 2}, 6)}};
+  absl::StatusOr<testing::RunResult> cpu = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp32, feeds);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 1e-6);
+  EXPECT_EQ(gpu->stats.fallbackSteps, 1u);
+  ASSERT_EQ(gpu->stats.fallbackOps.size(), 1u);
+  EXPECT_EQ(gpu->stats.fallbackOps[0], "Einsum");
+}
+
+TEST(CudaSessionTest, GatherReportsIdOutsideTable) {
+  SKIP_WITHOUT_CUDA();
+  // The session's own id check is off, so the kernel's check must fire.
+  OpSpec spec{"Gather",
+              "",
+              {InputSpec::constantTensor("table", testing::floatConstant({10, 8}, 7)),
+               InputSpec::typed("ids", DataType::kInt32, 2)}};
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  SessionOptions options;
+  options.device = "cuda";
+  options.validateIds = false;
+  absl::StatusOr<std::unique_ptr<Session>> session = Session::create(*model, options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Feeds good{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 9, -1})}};
+  ASSERT_TRUE((*session)->run(good).ok());
+  Feeds bad{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 10, 2})}};
+  absl::StatusOr<std::map<std::string, HostTensor>> outputs = (*session)->run(bad);
+  ASSERT_FALSE(outputs.ok());
+  EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(outputs.status().message()).find("outside the range"), std::string::npos)
+      << outputs.status().message();
+  // The error is cleared: the next good run succeeds.
+  EXPECT_TRUE((*session)->run(good).ok());
+}
+
+TEST(CudaSessionTest, ConvertsLargeWeightsAtReducedPrecision) {
+  SKIP_WITHOUT_CUDA();
+  // A [128, 64] table (8192 elements) is stored as fp16; Gather then reads
+  // fp16 rows, and the output is widened back to float32 for the caller.
+  OpSpec spec{"Gather",
+              "",
+              {InputSpec::constantTensor("table", testing::floatConstant({128, 64}, 8)),
+               InputSpec::typed("ids", DataType::kInt64, 1)}};
+  Feeds feeds{{"ids", HostTensor::fromVector<int64_t>({4}, {0, 127, 5, 5})}};
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  absl::StatusOr<testing::RunResult> cpu = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp16, feeds);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  ASSERT_EQ(gpu->outputs[0].type(), DataType::kFloat);
+  for (int64_t i = 0; i < cpu->outputs[0].elementCount(); ++i) {
+    const float expected = halfBitsToFloat(floatToHalfBits(cpu->outputs[0].data<float>()[i]));
+    ASSERT_EQ(gpu->outputs[0].data<float>()[i], expected) << "element " << i;
+  }
+}
+
+}  // namespace
+}  // namespace roformer::runtime::cuda
