@@ -10,6 +10,16 @@
 // schema) gets its previous type back. Graph outputs keep their declared
 // types, merged with what inference adds.
 //
+// ONNX 1.12 gives a Reshape whose shape input is computed (not a constant)
+// no rank at all, and everything after it stays untyped. So after the
+// whole-graph inference a second sweep visits, in topological order, each
+// node whose outputs still lack a shape: a Reshape gets its shape from the
+// traced shape entries (ShapeTrace.h: constants, dims of other values, 0 and
+// -1 resolved against the input), any other op runs ONNX's own inference
+// function for that one node with the types found so far. One sweep types
+// the whole graph, where repeating the whole-graph inference would gain one
+// Reshape per chain and run.
+//
 // Folded into initializers:
 //   Size(x)    when every dim of x is known
 //   any Shape, Gather, Slice, Concat, Cast, Squeeze, Unsqueeze, Reshape,
@@ -27,13 +37,18 @@
 //
 // The pass reports a change only when it folded something; updated value
 // types alone do not count, so a fixpoint group around it terminates.
+#include <exception>
 #include <limits>
+#include <memory>
+#include <unordered_map>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "ir/ShapeInference.h"
+#include "onnx/defs/schema.h"
+#include "onnx/shape_inference/implementation.h"
 #include "passes/Passes.h"
 #include "passes/RewriteHelpers.h"
 #include "passes/ShapeTrace.h"
@@ -56,7 +71,7 @@ class InferShapesPass final : public Pass {
   }
 
   absl::StatusOr<bool> run(ir::Model& model, PassContext& context) override {
-    if (auto status = inferAfresh(model); !status.ok()) return status;
+    if (auto status = inferAfresh(model, context); !status.ok()) return status;
 
     ir::Graph& graph = model.graph();
     // Last to first, so that the last node of a shape computation folds and
@@ -89,7 +104,7 @@ class InferShapesPass final : public Pass {
   }
 
  private:
-  static absl::Status inferAfresh(ir::Model& model) {
+  static absl::Status inferAfresh(ir::Model& model, PassContext& context) {
     ir::Graph& graph = model.graph();
     std::vector<std::pair<ir::Value*, onnx::TypeProto>> previous;
     for (const auto& node : graph.nodes()) {
@@ -101,6 +116,7 @@ class InferShapesPass final : public Pass {
       }
     }
     absl::Status status = ir::inferShapes(model);
+    if (status.ok()) completeTypes(model, context);
     for (auto& [value, type] : previous) {
       if (value->type().value_case() == onnx::TypeProto::VALUE_NOT_SET) {
         value->setType(std::move(type));
@@ -108,6 +124,133 @@ class InferShapesPass final : public Pass {
     }
     return status;
   }
+
+  static bool hasShape(const ir::Value* value) {
+    return value->type().value_case() == onnx::TypeProto::kTensorType &&
+           value->type().tensor_type().has_shape();
+  }
+
+  // The sweep described in the header.
+  static void completeTypes(ir::Model& model, PassContext& context) {
+    for (const auto& node : model.graph().nodes()) {
+      bool missing = false;
+      for (const ir::Value* output : node->outputs()) {
+        missing = missing || (output != nullptr && !hasShape(output));
+      }
+      if (!missing || node->hasSubgraphs()) continue;
+      bool typed = node->is("Reshape") ? completeReshape(*node) : inferNode(model, *node);
+      if (typed) context.count("value types completed after ONNX inference");
+    }
+  }
+
+  // Sets the output type of a Reshape from its traced shape entries.
+  static bool completeReshape(ir::Node& reshape) {
+    const ir::Value* input = reshape.input(0);
+    if (input == nullptr || input->elemType() == ir::DataType::kUndefined) return false;
+    auto entries = traceEntries(reshape.input(1));
+    if (!entries) return false;
+    auto inputDims = input->shape();
+    auto allowZero = reshape.intAttribute("allowzero", 0);
+    if (!allowZero.ok()) return false;
+
+    std::vector<ir::Dim> dims;
+    std::optional<size_t> inferred;
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const ShapeEntry& entry = (*entries)[i];
+      std::optional<int64_t> value = knownEntryValue(entry);
+      if (value && *value == -1) {
+        inferred = i;
+        dims.push_back(ir::Dim::unknown());
+      } else if (value && *value == 0 && *allowZero == 0) {
+        bool copyable = inputDims && i < inputDims->size();
+        dims.push_back(copyable ? (*inputDims)[i] : ir::Dim::unknown());
+      } else if (value) {
+        dims.push_back(ir::Dim::known(*value));
+      } else if (std::optional<ir::Dim> dim = dimOfEntry(entry)) {
+        dims.push_back(*dim);
+      } else {
+        dims.push_back(ir::Dim::unknown());
+      }
+    }
+    // A -1 is computable when every dim of the input and every other output
+    // dim is known.
+    auto staticInput = input->staticShape();
+    if (inferred && staticInput) {
+      int64_t total = 1;
+      for (int64_t dim : *staticInput) total *= dim;
+      int64_t others = 1;
+      bool known = true;
+      for (size_t i = 0; i < dims.size(); ++i) {
+        if (i == *inferred) continue;
+        known = known && dims[i].isKnown();
+        if (dims[i].isKnown()) others *= *dims[i].value;
+      }
+      if (known && others > 0 && total % others == 0) dims[*inferred] = ir::Dim::known(total / others);
+    }
+    reshape.output()->setTensorType(input->elemType(), dims);
+    return true;
+  }
+
+  // Runs ONNX's inference function of `node` alone; small constant inputs
+  // are passed as data, as whole-graph inference does.
+  static bool inferNode(const ir::Model& model, ir::Node& node) {
+    std::optional<int64_t> opset = model.opsetVersion(node.domain());
+    if (!opset) return false;
+    const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(
+        node.opType(), static_cast<int>(*opset), node.domain());
+    if (schema == nullptr || !schema->has_type_and_shape_inference_function()) return false;
+
+    onnx::NodeProto proto;
+    proto.set_op_type(node.opType());
+    proto.set_domain(node.domain());
+    std::unordered_map<std::string, onnx::TypeProto*> types;
+    std::unordered_map<std::string, const onnx::TensorProto*> data;
+    std::vector<std::unique_ptr<onnx::TensorProto>> tensors;
+    std::vector<onnx::TypeProto> inputTypes;
+    inputTypes.reserve(node.inputCount());
+    for (const ir::Value* input : node.inputs()) {
+      proto.add_input(input != nullptr ? input->name() : std::string());
+      if (input == nullptr) continue;
+      if (input->type().value_case() != onnx::TypeProto::VALUE_NOT_SET) {
+        inputTypes.push_back(input->type());
+        types[input->name()] = &inputTypes.back();
+      }
+      std::shared_ptr<ir::Tensor> constant = ir::constantOf(input);
+      if (constant != nullptr && constant->byteSize() <= kInlineDataBytes) {
+        tensors.push_back(std::make_unique<onnx::TensorProto>());
+        constant->toProto(tensors.back().get());
+        tensors.back()->set_name(input->name());
+        data[input->name()] = tensors.back().get();
+      }
+    }
+    for (const ir::Value* output : node.outputs()) {
+      proto.add_output(output != nullptr ? output->name() : std::string());
+    }
+    for (const auto& attribute : node.attributes()) *proto.add_attribute() = attribute;
+
+    onnx::shape_inference::InferenceContextImpl inference(proto, types, data, {});
+    try {
+      schema->GetTypeAndShapeInferenceFunction()(inference);
+    } catch (const std::exception&) {
+      return false;  // Inconsistent types: leave the node untyped.
+    }
+    bool typed = false;
+    for (size_t i = 0; i < node.outputCount(); ++i) {
+      ir::Value* output = node.output(i);
+      const onnx::TypeProto* inferred = inference.getOutputType(i);
+      if (output == nullptr || hasShape(output)) continue;
+      if (inferred->value_case() == onnx::TypeProto::kTensorType &&
+          inferred->tensor_type().has_shape()) {
+        output->setType(*inferred);
+        typed = true;
+      }
+    }
+    return typed;
+  }
+
+  // Constant inputs up to this size reach the inference functions as data,
+  // like the whole-graph inference's (exportForAnalysis inlines 4 KiB).
+  static constexpr size_t kInlineDataBytes = 4096;
 
   static std::shared_ptr<ir::Tensor> foldSize(const ir::Node& node, PassContext& context) {
     auto dims = node.input(0)->shape();
