@@ -12,7 +12,7 @@ must sit at the offsets the output declares.
     ROFORMER_BIN_DIR=build/bin /usr/bin/python3 test/e2e/test_large_model.py
 
 Each output writes 2.2 GB of real data, so the test needs about 5 GB of free
-disk in the temporary folder and takes a minute or more; ctest labels it
+disk in the temporary folder and takes a minute or more. ctest labels it
 `slow`, and only `scripts/check --slow` runs it. Exits with 1 on a failed
 check.
 """
