@@ -161,6 +161,11 @@ class DimContext {
     }
     batchOrigin_ = provenance.origin(x, 0);
     sequenceOrigin_ = provenance.origin(x, 1);
+    // Tracing may find a size that shape inference missed.
+    if (!batch_.value && batchOrigin_ && batchOrigin_->size) batch_.value = batchOrigin_->size;
+    if (!sequence_.value && sequenceOrigin_ && sequenceOrigin_->size) {
+      sequence_.value = sequenceOrigin_->size;
+    }
   }
 
   void setLayout(const ir::Value* value, Layout layout) { layouts_[value] = std::move(layout); }
@@ -1048,15 +1053,18 @@ class AttentionMatcher {
     if (shape && shape->size() == 2) {
       const LogicalDim expectedDims[2] = {LogicalDim::batch(), LogicalDim::sequence()};
       for (int axis = 0; axis < 2; ++axis) {
+        // Only a dim proven different rejects the mask; see the note below.
         auto dim = dims_->resolve(match_.mask, axis);
-        if (dim && !dims_->same(*dim, expectedDims[axis])) {
+        LogicalDim expected = dims_->canonical(expectedDims[axis]);
+        if (dim && dim->kind == LogicalDim::Kind::kConstant &&
+            expected.kind == LogicalDim::Kind::kConstant && dim->size != expected.size) {
           return mismatch(why, absl::StrCat("dim ", axis, " of the attention mask ",
                                             describeValue(match_.mask), " is ", dimName(*dim),
-                                            ", expected ", dimName(expectedDims[axis])));
+                                            ", expected ", dimName(expected)));
         }
       }
     }
-    // NOTE: a mask whose dims shape inference left unknown is accepted: the
+    // NOTE: a mask dim that is unknown, or not provably equal, is accepted: the
     // original only runs when it broadcasts against [b, H, s, s], and ONNX
     // Runtime checks key_padding_mask against [b, s] when it runs.
     return true;
