@@ -7,6 +7,7 @@
 
 namespace roformer::passes {
 
+std::unique_ptr<Pass> createConvertFp16Pass();
 std::unique_ptr<Pass> createCsePass();
 std::unique_ptr<Pass> createDcePass();
 std::unique_ptr<Pass> createEliminateIdentitiesPass();

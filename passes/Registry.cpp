@@ -9,6 +9,7 @@ namespace roformer::passes {
 const std::vector<RegisteredPass>& registeredPasses() {
   static const std::vector<RegisteredPass> passes = [] {
     std::vector<PassFactory> factories = {
+        createConvertFp16Pass,
         createCsePass,
         createDcePass,
         createEliminateIdentitiesPass,

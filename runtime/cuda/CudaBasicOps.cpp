@@ -72,7 +72,8 @@ class BinaryKernel : public OpKernel {
  public:
   BinaryKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
                std::unique_ptr<Kernel> cpu, BinaryOp op, bool biasFusedIntoProducer)
-      : OpKernel(node, std::move(context), std::move(cpu), Options{.canRunInPlace = true}),
+      : OpKernel(node, std::move(context), std::move(cpu),
+                 Options{.hostEvaluable = !biasFusedIntoProducer, .canRunInPlace = true}),
         op_(op),
         biasFused_(biasFusedIntoProducer) {}
 

@@ -72,7 +72,8 @@ class MatMulKernel : public OpKernel {
   MatMulKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
                std::unique_ptr<Kernel> cpu, std::shared_ptr<ir::Tensor> fusedBias)
       : OpKernel(node, std::move(context), std::move(cpu),
-                 Options{.forceActivationType = true}),
+                 // The host path would drop a fused bias.
+                 Options{.hostEvaluable = fusedBias == nullptr, .forceActivationType = true}),
         fusedBias_(std::move(fusedBias)) {}
 
   ~MatMulKernel() override {
