@@ -40,6 +40,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <set>
 #include <unordered_map>
 #include <string>
 #include <unordered_set>
@@ -75,13 +76,15 @@ class InferShapesPass final : public Pass {
 
     ir::Graph& graph = model.graph();
     // Last to first, so that the last node of a shape computation folds and
-    // the nodes feeding only it are then skipped as unused.
+    // the nodes that fed only it are erased with it.
     std::vector<ir::Node*> nodes;
     for (auto it = graph.nodes().rbegin(); it != graph.nodes().rend(); ++it) {
       nodes.push_back(it->get());
     }
+    std::unordered_set<const ir::Node*> erased;
     bool changed = false;
     for (ir::Node* node : nodes) {
+      if (erased.count(node) > 0) continue;
       if (node->outputCount() != 1 || node->output() == nullptr || !node->output()->hasUses()) {
         continue;
       }
@@ -96,7 +99,7 @@ class InferShapesPass final : public Pass {
       }
       if (folded == nullptr) continue;
       replaceWithConstant(graph, node->output(), std::move(folded));
-      eraseIfDead(graph, node);
+      eraseDeadChain(graph, node, erased);
       context.count(counter);
       changed = true;
     }
@@ -130,28 +133,74 @@ class InferShapesPass final : public Pass {
            value->type().tensor_type().has_shape();
   }
 
-  // The sweep described in the header.
+  // The sweep described in the header. A node is visited when an output
+  // lacks a shape, when it is a Reshape (its traced dims may name symbols
+  // that ONNX replaced with fresh ones), or when the sweep changed the type
+  // of one of its inputs.
   static void completeTypes(ir::Model& model, PassContext& context) {
+    std::unordered_set<const ir::Value*> refreshed;
     for (const auto& node : model.graph().nodes()) {
-      bool missing = false;
+      if (node->hasSubgraphs()) continue;
+      bool visit = node->is("Reshape");
       for (const ir::Value* output : node->outputs()) {
-        missing = missing || (output != nullptr && !hasShape(output));
+        visit = visit || (output != nullptr && !hasShape(output));
       }
-      if (!missing || node->hasSubgraphs()) continue;
-      bool typed = node->is("Reshape") ? completeReshape(*node) : inferNode(model, *node);
-      if (typed) context.count("value types completed after ONNX inference");
+      for (const ir::Value* input : node->inputs()) {
+        visit = visit || refreshed.count(input) > 0;
+      }
+      if (!visit) continue;
+
+      std::vector<std::optional<onnx::TypeProto>> fresh =
+          node->is("Reshape") ? reshapeType(*node) : inferNode(model, *node);
+      for (size_t i = 0; i < fresh.size() && i < node->outputCount(); ++i) {
+        ir::Value* output = node->output(i);
+        if (output == nullptr || !fresh[i] || !mergeType(*output, *fresh[i])) continue;
+        refreshed.insert(output);
+        context.count("value types refined after ONNX inference");
+      }
     }
   }
 
-  // Sets the output type of a Reshape from its traced shape entries.
-  static bool completeReshape(ir::Node& reshape) {
+  // Merges a type found by the sweep into `value`'s: a missing shape is
+  // taken whole, and within equal ranks a dim is taken when it is known, or
+  // symbolic where the current dim is not known. Known dims that whole-graph
+  // inference found are never lost. Returns whether the type changed.
+  static bool mergeType(ir::Value& value, const onnx::TypeProto& fresh) {
+    if (fresh.value_case() != onnx::TypeProto::kTensorType || !fresh.tensor_type().has_shape()) {
+      return false;
+    }
+    if (!hasShape(&value)) {
+      value.setType(fresh);
+      return true;
+    }
+    auto* shape = value.mutableType().mutable_tensor_type()->mutable_shape();
+    const auto& freshShape = fresh.tensor_type().shape();
+    if (shape->dim_size() != freshShape.dim_size()) return false;
+    bool changed = false;
+    for (int i = 0; i < shape->dim_size(); ++i) {
+      auto* dim = shape->mutable_dim(i);
+      const auto& freshDim = freshShape.dim(i);
+      bool take = freshDim.has_dim_value()
+                      ? !dim->has_dim_value() || dim->dim_value() != freshDim.dim_value()
+                      : freshDim.has_dim_param() && !dim->has_dim_value() &&
+                            dim->dim_param() != freshDim.dim_param();
+      if (take) {
+        *dim = freshDim;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  // The output type of a Reshape from its traced shape entries.
+  static std::vector<std::optional<onnx::TypeProto>> reshapeType(const ir::Node& reshape) {
     const ir::Value* input = reshape.input(0);
-    if (input == nullptr || input->elemType() == ir::DataType::kUndefined) return false;
+    if (input == nullptr || input->elemType() == ir::DataType::kUndefined) return {};
     auto entries = traceEntries(reshape.input(1));
-    if (!entries) return false;
+    if (!entries) return {};
     auto inputDims = input->shape();
     auto allowZero = reshape.intAttribute("allowzero", 0);
-    if (!allowZero.ok()) return false;
+    if (!allowZero.ok()) return {};
 
     std::vector<ir::Dim> dims;
     std::optional<size_t> inferred;
@@ -172,38 +221,74 @@ class InferShapesPass final : public Pass {
         dims.push_back(ir::Dim::unknown());
       }
     }
-    // A -1 is computable when every dim of the input and every other output
-    // dim is known.
-    auto staticInput = input->staticShape();
-    if (inferred && staticInput) {
-      int64_t total = 1;
-      for (int64_t dim : *staticInput) total *= dim;
-      int64_t others = 1;
-      bool known = true;
-      for (size_t i = 0; i < dims.size(); ++i) {
-        if (i == *inferred) continue;
-        known = known && dims[i].isKnown();
-        if (dims[i].isKnown()) others *= *dims[i].value;
-      }
-      if (known && others > 0 && total % others == 0) dims[*inferred] = ir::Dim::known(total / others);
+    if (inferred && inputDims) {
+      dims[*inferred] = inferredDim(*inputDims, dims, *inferred);
     }
-    reshape.output()->setTensorType(input->elemType(), dims);
-    return true;
+    onnx::TypeProto type;
+    auto* tensor = type.mutable_tensor_type();
+    tensor->set_elem_type(static_cast<int32_t>(input->elemType()));
+    for (const ir::Dim& dim : dims) {
+      auto* out = tensor->mutable_shape()->add_dim();
+      if (dim.isKnown()) {
+        out->set_dim_value(*dim.value);
+      } else if (!dim.symbol.empty()) {
+        out->set_dim_param(dim.symbol);
+      }
+    }
+    return {type};
   }
 
-  // Runs ONNX's inference function of `node` alone; small constant inputs
-  // are passed as data, as whole-graph inference does.
-  static bool inferNode(const ir::Model& model, ir::Node& node) {
+  // Resolves the -1 entry of a Reshape at `index` from the element count:
+  // input dims over the other output dims, where symbolic dims cancel by
+  // name. The result is a number, or a symbol when exactly one input symbol
+  // remains with nothing else left over; otherwise unknown.
+  static ir::Dim inferredDim(const std::vector<ir::Dim>& input, const std::vector<ir::Dim>& output,
+                             size_t index) {
+    int64_t inputProduct = 1;
+    std::multiset<std::string> symbols;
+    for (const ir::Dim& dim : input) {
+      if (dim.isKnown()) {
+        inputProduct *= *dim.value;
+      } else if (!dim.symbol.empty()) {
+        symbols.insert(dim.symbol);
+      } else {
+        return ir::Dim::unknown();
+      }
+    }
+    int64_t otherProduct = 1;
+    for (size_t i = 0; i < output.size(); ++i) {
+      if (i == index) continue;
+      const ir::Dim& dim = output[i];
+      if (dim.isKnown()) {
+        otherProduct *= *dim.value;
+        continue;
+      }
+      auto match = dim.symbol.empty() ? symbols.end() : symbols.find(dim.symbol);
+      if (match == symbols.end()) return ir::Dim::unknown();
+      symbols.erase(match);
+    }
+    if (otherProduct <= 0 || inputProduct % otherProduct != 0) return ir::Dim::unknown();
+    int64_t quotient = inputProduct / otherProduct;
+    if (symbols.empty()) return ir::Dim::known(quotient);
+    if (symbols.size() == 1 && quotient == 1) return ir::Dim::symbolic(*symbols.begin());
+    return ir::Dim::unknown();
+  }
+
+  // Runs ONNX's inference function of `node` alone and returns its output
+  // types; small constant inputs are passed as data, as whole-graph
+  // inference does.
+  static std::vector<std::optional<onnx::TypeProto>> inferNode(const ir::Model& model,
+                                                              const ir::Node& node) {
     std::optional<int64_t> opset = model.opsetVersion(node.domain());
-    if (!opset) return false;
+    if (!opset) return {};
     const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(
         node.opType(), static_cast<int>(*opset), node.domain());
-    if (schema == nullptr || !schema->has_type_and_shape_inference_function()) return false;
+    if (schema == nullptr || !schema->has_type_and_shape_inference_function()) return {};
 
     onnx::NodeProto proto;
     proto.set_op_type(node.opType());
     proto.set_domain(node.domain());
-    std::unordered_map<std::string, onnx::TypeProto*> types;
+    std::unordered_map<std::string, onnx::TypeProto*> inputTypesByName;
     std::unordered_map<std::string, const onnx::TensorProto*> data;
     std::vector<std::unique_ptr<onnx::TensorProto>> tensors;
     std::vector<onnx::TypeProto> inputTypes;
@@ -213,7 +298,7 @@ class InferShapesPass final : public Pass {
       if (input == nullptr) continue;
       if (input->type().value_case() != onnx::TypeProto::VALUE_NOT_SET) {
         inputTypes.push_back(input->type());
-        types[input->name()] = &inputTypes.back();
+        inputTypesByName[input->name()] = &inputTypes.back();
       }
       std::shared_ptr<ir::Tensor> constant = ir::constantOf(input);
       if (constant != nullptr && constant->byteSize() <= kInlineDataBytes) {
@@ -228,24 +313,17 @@ class InferShapesPass final : public Pass {
     }
     for (const auto& attribute : node.attributes()) *proto.add_attribute() = attribute;
 
-    onnx::shape_inference::InferenceContextImpl inference(proto, types, data, {});
+    onnx::shape_inference::InferenceContextImpl inference(proto, inputTypesByName, data, {});
     try {
       schema->GetTypeAndShapeInferenceFunction()(inference);
     } catch (const std::exception&) {
-      return false;  // Inconsistent types: leave the node untyped.
+      return {};  // Inconsistent types: leave the node's types as they are.
     }
-    bool typed = false;
+    std::vector<std::optional<onnx::TypeProto>> outputTypes;
     for (size_t i = 0; i < node.outputCount(); ++i) {
-      ir::Value* output = node.output(i);
-      const onnx::TypeProto* inferred = inference.getOutputType(i);
-      if (output == nullptr || hasShape(output)) continue;
-      if (inferred->value_case() == onnx::TypeProto::kTensorType &&
-          inferred->tensor_type().has_shape()) {
-        output->setType(*inferred);
-        typed = true;
-      }
+      outputTypes.emplace_back(*inference.getOutputType(i));
     }
-    return typed;
+    return outputTypes;
   }
 
   // Constant inputs up to this size reach the inference functions as data,

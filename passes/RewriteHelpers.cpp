@@ -83,6 +83,23 @@ bool eraseIfDead(ir::Graph& graph, ir::Node* node) {
   return graph.eraseNode(node).ok();
 }
 
+void eraseDeadChain(ir::Graph& graph, ir::Node* node,
+                    std::unordered_set<const ir::Node*>& erased) {
+  std::vector<ir::Node*> pending = {node};
+  while (!pending.empty()) {
+    ir::Node* current = pending.back();
+    pending.pop_back();
+    if (erased.count(current) > 0) continue;
+    std::vector<ir::Node*> producers;
+    for (const ir::Value* input : current->inputs()) {
+      if (input != nullptr && input->producer() != nullptr) producers.push_back(input->producer());
+    }
+    if (!eraseIfDead(graph, current)) continue;
+    erased.insert(current);
+    pending.insert(pending.end(), producers.begin(), producers.end());
+  }
+}
+
 int64_t defaultOpset(const ir::Model& model) { return model.opsetVersion("").value_or(1); }
 
 std::optional<std::vector<int64_t>> constantInts(const ir::Value* value) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "ir/Graph.h"
@@ -33,6 +34,11 @@ ir::Value* replaceWithConstant(ir::Graph& graph, ir::Value* value,
 
 // Erases `node` when none of its outputs is used; returns whether it did.
 bool eraseIfDead(ir::Graph& graph, ir::Node* node);
+
+// Erases `node` when it is unused, then every producer of its inputs that
+// this leaves unused, and so on up. Appends the erased nodes to `erased`
+// (callers iterating over a node list skip those).
+void eraseDeadChain(ir::Graph& graph, ir::Node* node, std::unordered_set<const ir::Node*>& erased);
 
 // The model's opset for the default ONNX domain, or 1 when it imports none.
 int64_t defaultOpset(const ir::Model& model);
