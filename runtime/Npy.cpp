@@ -216,7 +216,7 @@ absl::StatusOr<Dtype> parseDescr(const std::string& descr, const std::string& so
   };
   if (descr.size() < 2) return invalid("unknown dtype");
   char order = descr[0];
-  std::string_view code = descr.substr(1);
+  std::string_view code = std::string_view(descr).substr(1);
   if (order != '<' && order != '>' && order != '|' && order != '=') {
     return invalid("unknown byte order");
   }
