@@ -447,6 +447,15 @@ absl::StatusOr<std::string> extractMember(std::string_view bytes, const ZipEntry
           absl::StrCat(where, " is a deflated member of 4 GiB or more, which is not supported; "
                               "save with np.savez instead of np.savez_compressed"));
     }
+    // Deflate expands data at most about 1032 times (258-byte matches coded
+    // in 2 bits), so a larger declared size means a corrupt header, and is
+    // rejected before that many bytes are allocated.
+    if (entry.uncompressedSize > compressed.size() * 1100 + 1024) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " declares ", entry.uncompressedSize, " uncompressed bytes from ",
+          compressed.size(), " compressed bytes, more than deflate can produce; the archive is "
+          "corrupt"));
+    }
     data.resize(entry.uncompressedSize);
     z_stream stream{};
     // Negative window bits: a raw deflate stream with no zlib header, as in zip.

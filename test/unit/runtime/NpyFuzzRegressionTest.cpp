@@ -31,5 +31,15 @@ TEST(NpyFuzzRegression, DescrParsedWithoutDanglingView) {
   EXPECT_EQ(tensor->shape(), (Shape{0, 4}));
 }
 
+TEST(NpyFuzzRegression, DeclaredDeflateSizeChecked) {
+  // A 300-byte archive whose deflated member declares 4 GiB uncompressed:
+  // the reader allocated the declared size before inflating.
+  auto tensors = parseNpz(readRegression("npz-declared-size-4gib"), "regression.npz");
+  ASSERT_FALSE(tensors.ok());
+  EXPECT_NE(std::string(tensors.status().message()).find("more than deflate can produce"),
+            std::string::npos)
+      << tensors.status();
+}
+
 }  // namespace
 }  // namespace roformer::runtime
