@@ -7,9 +7,9 @@
 //      inputs allowed) is evaluated with the runtime's CPU kernels through
 //      runtime/Evaluator.h, so each op has one implementation. Nodes are
 //      visited in topological order, so whole constant chains fold in one run.
-//   3. Initializers with equal type, dims and bytes are merged into the first
+//   3. Initializers nothing reads are removed.
+//   4. Initializers with equal type, dims and bytes are merged into the first
 //      one (content hash, then a byte comparison).
-//   4. Initializers nothing reads are removed.
 //
 // Never folded:
 //   - nodes with subgraphs (If, Loop, Scan), whose outer reads are not plain
@@ -85,8 +85,9 @@ class FoldConstantsPass final : public Pass {
     ir::Graph& graph = model.graph();
     bool changed = convertConstantNodes(graph, context);
     changed = foldNodes(model, context) || changed;
-    changed = mergeEqualInitializers(graph, context) || changed;
+    // Unused initializers go first, so that merging hashes only live ones.
     changed = removeUnusedInitializers(graph, context) || changed;
+    changed = mergeEqualInitializers(graph, context) || changed;
     return changed;
   }
 
