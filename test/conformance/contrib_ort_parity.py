@@ -2,15 +2,17 @@
 """Check the CPU kernels of the com.microsoft ops against ONNX Runtime.
 
 ONNX's backend node tests cover only standard ops. This test builds one small
-model that uses every contrib op the passes emit, in the variants the kernels
-accept (RotaryEmbedding interleaved and in halves, on [batch, seq, hidden]
-and [batch, heads, seq, head_size] inputs, with [batch, seq] positions and
-with a one-element offset; MultiHeadAttention with a [batch, kv_seq] padding
-mask, with a [batch] key-length mask, with a bias, with cross attention and
-with an explicit scale; SkipLayerNormalization with all outputs and a skip
-shared by the batch; BiasGelu, Gelu, FastGelu; LayerNormalization with its
-statistics). It runs the model with roformer-run and with ONNX Runtime
-(scripts/ort-run.js) and requires every output to agree within 1e-4.
+model with every contrib op the passes emit, in the variants the kernels
+accept:
+  - RotaryEmbedding interleaved and in halves, on [batch, seq, hidden] and
+    [batch, heads, seq, head_size] inputs, with [batch, seq] positions and
+    with a one-element offset;
+  - MultiHeadAttention with a [batch, kv_seq] padding mask, with a [batch]
+    key-length mask and a bias, and as cross attention;
+  - SkipLayerNormalization with all outputs and with a skip shared by the
+    batch; BiasGelu, Gelu, FastGelu; LayerNormalization with its statistics.
+It runs the model with roformer-run and with ONNX Runtime (scripts/ort-run.js)
+and requires every output to agree within 1e-4.
 
 A control checks that the comparison can tell the rotary variants apart:
 ONNX Runtime's interleaved output must match a numpy rotation of pairs
@@ -204,7 +206,11 @@ def main():
         except OrtRunError as error:
             print(f"FAIL: {error}")
             return 1
-        ours = run_ours(model_path, inputs, work)
+        try:
+            ours = run_ours(model_path, inputs, work)
+        except RuntimeError as error:
+            print(f"FAIL: {error}")
+            return 1
 
     for name in outputs:
         if name not in ours or name not in reference:
