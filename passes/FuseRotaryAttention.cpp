@@ -1,7 +1,7 @@
 // fuse-rotary-attention: replaces each rotary self-attention block of a
 // bert4keras RoFormer, as tf2onnx exports it, with two com.microsoft
-// RotaryEmbedding nodes and one com.microsoft MultiHeadAttention node
-// (ONNX Runtime contrib ops; docs/ops.md gives their exact semantics).
+// RotaryEmbedding nodes and one com.microsoft MultiHeadAttention node. Both
+// are ONNX Runtime contrib ops, whose semantics docs/ops.md gives.
 //
 // The pattern is anchored on the Softmax and walked in named steps:
 //
@@ -41,14 +41,15 @@
 // Rotary tables. cos_pos [1, s, 1, d] repeats every odd column of the
 // sinusoid table twice and sin_pos every even column:
 //
-//   cos_pos = Concat_3(p0, p0, p1, p1, ...), p = Split_3(Unsqueeze_2(table[..., 1::2]))  (d/2 pieces)
+//   cos_pos = Concat_3(p0, p0, p1, p1, ...),  p = Split_3(Unsqueeze_2(table[..., 1::2])) (d/2)
 //   sin_pos = the same from table[..., 0::2]
 //   table [1, s, d] = Reshape(Concat_3(Unsqueeze_3(Sin(a)), Unsqueeze_3(Cos(a))), [1, s, d])
 //   a = Einsum("bn,d->bnd", pos, w)  or  Unsqueeze_2(pos) * w
-//   pos = Unsqueeze_0(Cast<float>(Range(0, s, 1))),   w_i = 10000^(-2i/d): a constant or Pow(10000, e)
+//   pos = Unsqueeze_0(Cast<float>(Range(0, s, 1)))
+//   w_i = 10000^(-2i/d): a constant, or Pow(10000, e) with constant exponents e
 //
 // With a fixed sequence length constant folding turns cos_pos and sin_pos into
-// constants; then every element must be within kTableTolerance of
+// constants. Then every element must be within tableTolerance(p) of
 // cos/sin(p * 10000^(-2i/d)) and the two columns of each pair must be equal.
 // Otherwise the structure above must match, with base 10000 and exponents
 // -2i/d. Both checks reject the layout that rotates halves (i, i + d/2).
@@ -68,7 +69,7 @@
 // of replacing them (ONNX Runtime 1.30's CPU kernel: scores = scale * Q K' +
 // mask, checked by running it), so with mask_filter_value = c a masked key
 // scores fl(s + c). The pass requires |c| >= 2^35, where floats are at least
-// 4096 apart, so fl(s + c) == c for every score |s| <= 2048. Both graphs then
+// 4096 apart, so fl(s + c) == c for every score |s| < 2048. Both graphs then
 // feed Softmax the same values, including rows where every key is masked
 // (uniform weights in both). ONNX Runtime's default mask_filter_value -10000
 // would differ there: such a row would become softmax(s).
@@ -88,362 +89,20 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ir/Schemas.h"
+#include "passes/AttentionDims.h"
+#include "passes/AttentionPatterns.h"
 #include "passes/Match.h"
 #include "passes/Passes.h"
+#include "passes/RotaryTables.h"
 #include "passes/ShapeTerms.h"
 
 namespace roformer::passes {
 namespace {
 
-// The frequency base of RoFormer's rotary embedding (bert4keras'
-// SinusoidalPositionEmbedding).
-constexpr double kRopeBase = 10000.0;
-
-// Relative tolerance of float32 constants that stand for a real number (the
-// scale 1/sqrt(d), the frequencies 10000^(-2i/d), the exponents -2i/d):
-// rounding to float32 is at most 6e-8 relative, and pow() in float32 adds an
-// ulp or two.
-constexpr double kConstantTolerance = 1e-6;
-
-// Folded tables: the graph computes the angle p * w_i in float32, so it is off
-// by about p * 2^-22 (w rounded, then the product rounded) before sin/cos add
-// another 2^-24. The tolerance allows four times that, which still rejects any
-// other base or position offset.
-double tableTolerance(int64_t position) {
-  return 1e-6 + static_cast<double>(position) * 0x1p-20;
-}
+using namespace attention;
 
 // The smallest |c| accepted as the masked score; see the top comment.
 constexpr double kMinMaskMagnitude = 0x1p35;
-
-// ---------------------------------------------------------------------------
-// Dims of matched values, in terms of the block's batch and sequence axes
-
-// A dim of a matched value: the batch or sequence dim of the block input x, a
-// known size, or batch * sequence (the rows of tensordot's 2-D MatMul).
-struct LogicalDim {
-  enum class Kind { kBatch, kSequence, kBatchTimesSequence, kConstant };
-  Kind kind = Kind::kConstant;
-  int64_t size = 0;
-
-  static LogicalDim batch() { return {Kind::kBatch, 0}; }
-  static LogicalDim sequence() { return {Kind::kSequence, 0}; }
-  static LogicalDim batchTimesSequence() { return {Kind::kBatchTimesSequence, 0}; }
-  static LogicalDim constant(int64_t size) { return {Kind::kConstant, size}; }
-  bool operator==(const LogicalDim&) const = default;
-};
-using Layout = std::vector<LogicalDim>;
-
-std::string dimName(const LogicalDim& dim) {
-  switch (dim.kind) {
-    case LogicalDim::Kind::kBatch:
-      return "batch";
-    case LogicalDim::Kind::kSequence:
-      return "sequence";
-    case LogicalDim::Kind::kBatchTimesSequence:
-      return "batch*sequence";
-    case LogicalDim::Kind::kConstant:
-      return std::to_string(dim.size);
-  }
-  return "?";
-}
-
-// Relates dims of values to the block input x [batch, sequence, in]: through
-// the layouts the matcher registers for the values it matched, the inferred
-// shapes of other values (known sizes, or the same symbol as x), and failing
-// those, by tracing both dims to a common origin.
-class DimContext {
- public:
-  DimContext(const ir::Value* x, DimProvenance& provenance) : provenance_(provenance) {
-    if (auto shape = x->shape(); shape && shape->size() == 3) {
-      batch_ = (*shape)[0];
-      sequence_ = (*shape)[1];
-    }
-    batchOrigin_ = provenance.origin(x, 0);
-    sequenceOrigin_ = provenance.origin(x, 1);
-    // Tracing may find a size that shape inference missed.
-    if (!batch_.value && batchOrigin_ && batchOrigin_->size) batch_.value = batchOrigin_->size;
-    if (!sequence_.value && sequenceOrigin_ && sequenceOrigin_->size) {
-      sequence_.value = sequenceOrigin_->size;
-    }
-  }
-
-  void setLayout(const ir::Value* value, Layout layout) { layouts_[value] = std::move(layout); }
-  const Layout* layout(const ir::Value* value) const {
-    auto it = layouts_.find(value);
-    return it == layouts_.end() ? nullptr : &it->second;
-  }
-
-  std::optional<int64_t> rank(const ir::Value* value) const {
-    if (const Layout* known = layout(value)) return static_cast<int64_t>(known->size());
-    return provenance_.rank(value);
-  }
-
-  // Replaces batch and sequence by their sizes when x's shape gives them, so
-  // that a constant 128 and "sequence" compare equal when s is fixed to 128.
-  LogicalDim canonical(LogicalDim dim) const {
-    if (dim.kind == LogicalDim::Kind::kBatch && batch_.value) {
-      return LogicalDim::constant(*batch_.value);
-    }
-    if (dim.kind == LogicalDim::Kind::kSequence && sequence_.value) {
-      return LogicalDim::constant(*sequence_.value);
-    }
-    if (dim.kind == LogicalDim::Kind::kBatchTimesSequence && batch_.value && sequence_.value) {
-      return LogicalDim::constant(*batch_.value * *sequence_.value);
-    }
-    return dim;
-  }
-
-  bool same(const LogicalDim& a, const LogicalDim& b) const { return canonical(a) == canonical(b); }
-
-  // The fixed sequence length, when x's shape gives it.
-  std::optional<int64_t> fixedSequence() const { return sequence_.value; }
-
-  // Dim `axis` of `value` as a logical dim, or nullopt when nothing proves it.
-  std::optional<LogicalDim> resolve(const ir::Value* value, int64_t axis) const {
-    if (const Layout* known = layout(value)) {
-      if (axis < 0 || axis >= static_cast<int64_t>(known->size())) return std::nullopt;
-      return canonical((*known)[axis]);
-    }
-    if (axis < 0) return std::nullopt;
-    auto shape = value->shape();
-    if (shape && axis < static_cast<int64_t>(shape->size())) {
-      const ir::Dim& dim = (*shape)[axis];
-      if (dim.value) return LogicalDim::constant(*dim.value);
-      if (!dim.symbol.empty() && dim.symbol == batch_.symbol) return canonical(LogicalDim::batch());
-      if (!dim.symbol.empty() && dim.symbol == sequence_.symbol) {
-        return canonical(LogicalDim::sequence());
-      }
-    }
-    auto origin = provenance_.origin(value, axis);
-    if (!origin) return std::nullopt;
-    if (origin->size) return canonical(LogicalDim::constant(*origin->size));
-    if (origin == batchOrigin_) return canonical(LogicalDim::batch());
-    if (origin == sequenceOrigin_) return canonical(LogicalDim::sequence());
-    return std::nullopt;
-  }
-
-  std::optional<LogicalDim> resolve(const DimTerm& term) const {
-    if (term.kind == DimTerm::Kind::kConstant) return canonical(LogicalDim::constant(term.constant));
-    if (term.kind == DimTerm::Kind::kDimOf) return resolve(term.value, term.axis);
-    return std::nullopt;
-  }
-
-  // Checks that `reshape` turns its input, whose layout must be registered,
-  // into `expected`. Its target may be constant or computed by shape plumbing.
-  bool checkReshape(const ir::Node* reshape, const Layout& expected, MatchFailure* why) const {
-    const Layout* input = layout(reshape->input(0));
-    if (input == nullptr) {
-      return mismatch(why, absl::StrCat("the layout of the input of ", reshape->describe(),
-                                        " is not known"));
-    }
-    RankOracle rankOracle = [this](const ir::Value* value) { return rank(value); };
-    MatchFailure inner;
-    auto target = evaluateShapeTerms(reshape->input(1), rankOracle, &inner);
-    if (!target) {
-      return mismatch(why, absl::StrCat("cannot read the target shape of ", reshape->describe(),
-                                        ": ", inner.reason));
-    }
-    if (target->scalar || target->terms.size() != expected.size()) {
-      return mismatch(why, absl::StrCat(reshape->describe(), " produces rank ",
-                                        target->terms.size(), ", expected ", expected.size()));
-    }
-    auto allowZero = reshape->intAttribute("allowzero", 0);
-    if (!allowZero.ok()) return mismatch(why, std::string(allowZero.status().message()));
-
-    int inferred = -1;
-    for (size_t i = 0; i < expected.size(); ++i) {
-      const DimTerm& term = target->terms[i];
-      std::optional<LogicalDim> dim;
-      if (term.kind == DimTerm::Kind::kConstant && term.constant == -1) {
-        if (inferred >= 0) {
-          return mismatch(why, absl::StrCat(reshape->describe(), " has two -1 dims in its target"));
-        }
-        inferred = static_cast<int>(i);
-        continue;
-      }
-      if (term.kind == DimTerm::Kind::kConstant && term.constant == 0 && *allowZero == 0) {
-        if (i >= input->size()) {
-          return mismatch(why, absl::StrCat(reshape->describe(), " copies dim ", i,
-                                            ", which its input does not have"));
-        }
-        dim = canonical((*input)[i]);
-      } else {
-        dim = resolve(term);
-      }
-      if (!dim) {
-        return mismatch(why, absl::StrCat("cannot prove that dim ", i, " of the target of ",
-                                          reshape->describe(), " is ", dimName(expected[i])));
-      }
-      if (!same(*dim, expected[i])) {
-        return mismatch(why, absl::StrCat(reshape->describe(), " sets dim ", i, " to ",
-                                          dimName(*dim), ", expected ", dimName(expected[i])));
-      }
-    }
-    if (inferred >= 0 && !sameElementCount(*input, expected)) {
-      return mismatch(why, absl::StrCat("cannot prove that the -1 dim of ", reshape->describe(),
-                                        " is ", dimName(expected[inferred])));
-    }
-    return true;
-  }
-
- private:
-  // Element counts as batch^i * sequence^j * constant, compared term by term.
-  bool sameElementCount(const Layout& a, const Layout& b) const {
-    auto count = [this](const Layout& layout) {
-      int batchPower = 0, sequencePower = 0;
-      int64_t product = 1;
-      std::vector<LogicalDim> factors;
-      for (const LogicalDim& dim : layout) {
-        if (dim.kind == LogicalDim::Kind::kBatchTimesSequence) {
-          factors.push_back(LogicalDim::batch());
-          factors.push_back(LogicalDim::sequence());
-        } else {
-          factors.push_back(dim);
-        }
-      }
-      for (const LogicalDim& factor : factors) {
-        LogicalDim dim = canonical(factor);
-        if (dim.kind == LogicalDim::Kind::kBatch) ++batchPower;
-        if (dim.kind == LogicalDim::Kind::kSequence) ++sequencePower;
-        if (dim.kind == LogicalDim::Kind::kConstant) product *= dim.size;
-      }
-      return std::make_tuple(batchPower, sequencePower, product);
-    };
-    return count(a) == count(b);
-  }
-
-  DimProvenance& provenance_;
-  ir::Dim batch_;
-  ir::Dim sequence_;
-  std::optional<DimOrigin> batchOrigin_;
-  std::optional<DimOrigin> sequenceOrigin_;
-  std::unordered_map<const ir::Value*, Layout> layouts_;
-};
-
-// ---------------------------------------------------------------------------
-// Small matching helpers
-
-// Renames the letters of an Einsum equation in order of first appearance, so
-// that "bjhd,bkhd->bhjk" and "abcd,aecd->acbe" compare equal.
-std::string canonicalEinsum(std::string_view equation) {
-  std::map<char, char> names;
-  char next = 'a';
-  std::string out;
-  for (char c : equation) {
-    if (c == ' ') continue;
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-      auto [it, inserted] = names.try_emplace(c, next);
-      if (inserted) ++next;
-      out += it->second;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-bool matchEinsum(const ir::Node* node, std::string_view expected, MatchFailure* why) {
-  auto equation = node->stringAttribute("equation", "");
-  if (!equation.ok()) return mismatch(why, std::string(equation.status().message()));
-  if (canonicalEinsum(*equation) != canonicalEinsum(expected)) {
-    return mismatch(why, absl::StrCat(node->describe(), " computes \"", *equation,
-                                      "\", expected \"", std::string(expected), "\""));
-  }
-  return true;
-}
-
-bool matchTranspose(const ir::Node* node, const std::vector<int64_t>& perm, MatchFailure* why) {
-  auto actual = transposePermutation(node);
-  if (!actual || *actual != perm) {
-    return mismatch(why, absl::StrCat(node->describe(), " has perm [",
-                                      actual ? absl::StrJoin(*actual, ",") : "reversed",
-                                      "], expected [", absl::StrJoin(perm, ","), "]"));
-  }
-  return true;
-}
-
-// True when `axis` is `expected` in a tensor of rank `rank`, written either way.
-bool isAxis(int64_t axis, int64_t expected, int64_t rank) {
-  return axis == expected || axis + rank == expected;
-}
-
-bool matchIntAttributeAxis(const ir::Node* node, int64_t expected, int64_t rank,
-                           MatchFailure* why) {
-  auto axis = node->intAttribute("axis", 0);
-  if (!axis.ok() || !isAxis(*axis, expected, rank)) {
-    return mismatch(why, absl::StrCat(node->describe(), " works on axis ",
-                                      axis.ok() ? std::to_string(*axis) : "?", ", expected ",
-                                      expected));
-  }
-  return true;
-}
-
-// Unsqueeze `node` inserting exactly axis `expected` into an output of rank `outputRank`.
-bool matchUnsqueezeAxis(const ir::Node* node, int64_t expected, int64_t outputRank,
-                        MatchFailure* why) {
-  auto axes = squeezeAxes(node);
-  if (!axes || axes->size() != 1 || !isAxis((*axes)[0], expected, outputRank)) {
-    return mismatch(why, absl::StrCat(node->describe(), " does not insert axis ", expected));
-  }
-  return true;
-}
-
-// A Slice of one axis (`axis` of a rank-`rank` input) from `start` to the end
-// with step `step`; ends are checked against the axis size later.
-bool matchStridedSlice(const ir::Node* node, int64_t axis, int64_t rank, int64_t start,
-                       int64_t step, MatchFailure* why) {
-  auto params = sliceParams(node);
-  if (!params || params->starts.size() != 1) {
-    return mismatch(why, absl::StrCat(node->describe(), " is not a constant slice of one axis"));
-  }
-  if (!isAxis(params->axes[0], axis, rank) || params->starts[0] != start ||
-      params->steps[0] != step) {
-    return mismatch(why, absl::StrCat(node->describe(), " takes [", params->starts[0], "::",
-                                      params->steps[0], "] of axis ", params->axes[0],
-                                      ", expected [", start, "::", step, "] of axis ", axis));
-  }
-  return true;
-}
-
-bool sliceReachesEnd(const ir::Node* node, int64_t size) {
-  auto params = sliceParams(node);
-  return params && params->ends.size() == 1 && params->ends[0] >= size;
-}
-
-std::optional<int64_t> castTarget(const ir::Node* node) {
-  auto to = node->intAttribute("to", 0);
-  if (!to.ok()) return std::nullopt;
-  return *to;
-}
-
-// True when `value` is a bool tensor: by its type, or by the op that computes it.
-bool isBoolean(const ir::Value* value, int depth = 0) {
-  if (value == nullptr || depth > 16) return false;
-  if (value->elemType() != ir::DataType::kUndefined) return value->elemType() == ir::DataType::kBool;
-  const ir::Node* node = value->producer();
-  if (node == nullptr || !node->domain().empty()) return false;
-  static const std::unordered_set<std::string> kComparisons = {
-      "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Not", "And", "Or", "Xor",
-      "IsNaN", "IsInf"};
-  const std::string& op = node->opType();
-  if (kComparisons.count(op) > 0) return true;
-  if (op == "Cast") return castTarget(node) == static_cast<int64_t>(ir::DataType::kBool);
-  if (op == "ConstantOfShape") {
-    const auto* attribute = node->findAttribute("value");
-    return attribute != nullptr && attribute->t().data_type() == onnx::TensorProto::BOOL;
-  }
-  if (op == "Concat") {
-    for (const ir::Value* input : node->inputs()) {
-      if (!isBoolean(input, depth + 1)) return false;
-    }
-    return node->inputCount() > 0;
-  }
-  static const std::unordered_set<std::string> kDataMovement = {
-      "Slice", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Transpose", "Gather"};
-  if (kDataMovement.count(op) > 0) return isBoolean(node->input(0), depth + 1);
-  return false;
-}
 
 // ---------------------------------------------------------------------------
 // The matched block
@@ -468,16 +127,6 @@ struct RotaryBranch {
   ir::Node* oddSlice = nullptr;
   ir::Node* evenSlice = nullptr;
   Projection projection;
-};
-
-// The verified tables: either the folded cos_pos/sin_pos constants or the
-// frequencies w_i of a computed table.
-struct RotaryTable {
-  bool folded = false;
-  int64_t rows = 0;  // folded only
-  std::shared_ptr<ir::Tensor> cosPos;
-  std::shared_ptr<ir::Tensor> sinPos;
-  std::vector<float> frequencies;  // computed only
 };
 
 struct AttentionMatch {
@@ -536,8 +185,8 @@ class AttentionMatcher {
   bool matchSoftmax(MatchFailure* why) {
     ir::Node* softmax = match_.softmax;
     auto axis = softmax->intAttribute("axis", -1);
-    // Before opset 13 Softmax flattens from `axis`; on rank 4 both -1 and 3
-    // then still mean the last axis, so one check covers every opset.
+    // Before opset 13 Softmax flattens the input from `axis`. On rank 4 both
+    // -1 and 3 still mean the last axis there, so one check covers every opset.
     if (!axis.ok() || (*axis != -1 && *axis != 3)) {
       return mismatch(why, absl::StrCat("Softmax axis is ", axis.ok() ? *axis : 0,
                                         ", expected the last axis of the scores"));
@@ -582,14 +231,13 @@ class AttentionMatcher {
         }
         match_.maskValue = *c;
         // c * (1 - m) does not depend on the scores, so layers may share it
-        // (after cse); it is erased with the block only when nothing else uses it.
+        // after cse. It is erased with the block only when nothing else uses it.
         addCore({add, kept});
         scaled_ = kept->input(1 - maskIndex);
         return matchMaskSource(m, why);
       }
       if (lastReason.empty()) {
-        lastReason = absl::StrCat(penalty->describe(),
-                                  " is not a constant times (1 - mask)");
+        lastReason = absl::StrCat(penalty->describe(), " is not a constant times (1 - mask)");
       }
     }
     return mismatch(why, absl::StrCat("the Softmax input ", describeValue(add->output(0)),
@@ -620,9 +268,9 @@ class AttentionMatcher {
                                         " is not a Cast to float of a bool tensor"));
     }
     if (!isBoolean(cast->input(0))) {
-      return mismatch(why, absl::StrCat("the attention mask ", describeValue(cast->input(0)),
-                                        " cast by ", cast->describe(),
-                                        " is not bool, so it is not a 0/1 padding mask"));
+      return mismatch(
+          why, absl::StrCat("the attention mask ", describeValue(cast->input(0)), " cast by ",
+                            cast->describe(), " is not bool, so it is not a 0/1 padding mask"));
     }
     match_.mask = cast->input(0);
 
@@ -641,8 +289,8 @@ class AttentionMatcher {
       }
     }
     if (labels != std::vector<std::string>{"b", "1", "1", "s"}) {
-      return mismatch(why, absl::StrCat("the attention mask ", describeValue(m),
-                                        " is laid out [", absl::StrJoin(labels, ", "),
+      return mismatch(why, absl::StrCat("the attention mask ", describeValue(m), " is laid out [",
+                                        absl::StrJoin(labels, ", "),
                                         "], expected [b, 1, 1, s]: a padding mask of the keys"));
     }
     std::optional<int64_t> maskRank = rankOf(match_.mask);
@@ -714,8 +362,8 @@ class AttentionMatcher {
     ir::Node* user = probabilities->uses()[0].user;
     if (user->is("Einsum")) {
       if (probabilities->uses()[0].inputIndex != 0) {
-        return mismatch(why, absl::StrCat(user->describe(),
-                                          " reads the probabilities as its second operand"));
+        return mismatch(
+            why, absl::StrCat(user->describe(), " reads the probabilities as its second operand"));
       }
       if (!matchEinsum(user, "bhjk,bkhd->bjhd", why)) return false;
       match_.valueHeads = user->input(1);
@@ -800,22 +448,24 @@ class AttentionMatcher {
     if (bestReason.empty()) {
       bestReason = absl::StrCat(add->describe(), " does not add two products");
     }
-    return mismatch(why, absl::StrCat("the ", std::string(role), " rotation ",
-                                      describeValue(branch.rotated),
-                                      " is not t * cos_pos + rot(t) * sin_pos: ", bestReason));
+    return mismatch(
+        why, absl::StrCat("the ", std::string(role), " rotation ", describeValue(branch.rotated),
+                          " is not t * cos_pos + rot(t) * sin_pos: ", bestReason));
   }
 
-  // rot(t) = Reshape(Concat_4(Unsqueeze_4(Neg(t[..., 1::2])), Unsqueeze_4(t[..., 0::2])), [b, s, H, d])
-  // `progress` counts the steps matched before a failure: 1 for the Reshape,
-  // 2 for the Concat (or the Concat of halves), 3 for both slices.
+  // Matches rot(t) = Reshape(Concat_4(Unsqueeze_4(Neg(t[..., 1::2])),
+  // Unsqueeze_4(t[..., 0::2])), [b, s, H, d]). `progress` counts the steps
+  // matched before a failure: 1 for the Reshape, 2 for the Concat (or the
+  // Concat of halves), 3 for both slices.
   bool matchRotateHalf(ir::Value* value, RotaryBranch& branch, int& progress, MatchFailure* why) {
     ir::Node* node = value ? value->producer() : nullptr;
     if (node != nullptr && node->is("Concat")) {
       progress = 2;
-      return mismatch(why, absl::StrCat(node->describe(),
-                                        " joins two parts along the head axis, which rotates halves "
-                                        "(i, i + d/2); only RoFormer's interleaved pairs (2i, 2i+1) "
-                                        "are fused"));
+      return mismatch(why,
+                      absl::StrCat(node->describe(),
+                                   " joins two parts along the head axis, which rotates halves "
+                                   "(i, i + d/2); only RoFormer's interleaved pairs (2i, 2i+1) "
+                                   "are fused"));
     }
     ir::Node* reshape = matchProducer(value, "Reshape", why);
     if (reshape == nullptr) return false;
@@ -834,7 +484,8 @@ class AttentionMatcher {
     ir::Node* oddSlice = (*first)[2];
     ir::Node* evenSlice = (*second)[1];
     progress = 3;
-    if (!matchUnsqueezeAxis((*first)[0], 4, 5, why) || !matchUnsqueezeAxis((*second)[0], 4, 5, why)) {
+    if (!matchUnsqueezeAxis((*first)[0], 4, 5, why) ||
+        !matchUnsqueezeAxis((*second)[0], 4, 5, why)) {
       return false;
     }
     if (!matchStridedSlice(oddSlice, 3, 4, 1, 2, why) ||
@@ -870,8 +521,9 @@ class AttentionMatcher {
     }
     ir::Value* x = match_.query.projection.input;
     if (match_.key.projection.input != x || match_.value.input != x) {
-      return mismatch(why, "the query, key and value projections read different inputs, so this "
-                           "is not self-attention");
+      return mismatch(why,
+                      "the query, key and value projections read different inputs, so this "
+                      "is not self-attention");
     }
     if (match_.query.projection.outSize != match_.key.projection.outSize ||
         match_.query.projection.outSize != match_.value.outSize) {
@@ -938,7 +590,8 @@ class AttentionMatcher {
     DimContext& dims = *dims_;
     const LogicalDim batch = LogicalDim::batch(), sequence = LogicalDim::sequence();
     dims.setLayout(x, {batch, sequence, LogicalDim::constant(inSize_)});
-    for (Projection* projection : {&match_.query.projection, &match_.key.projection, &match_.value}) {
+    for (Projection* projection :
+         {&match_.query.projection, &match_.key.projection, &match_.value}) {
       if (!registerProjection(*projection, why)) return false;
     }
 
@@ -947,18 +600,18 @@ class AttentionMatcher {
     MatchFailure inner;
     auto target = evaluateShapeTerms(match_.query.headSplit->input(1), rankOracle, &inner);
     if (!target || target->terms.size() != 4) {
-      return mismatch(why, absl::StrCat("cannot read the head split ",
-                                        match_.query.headSplit->describe(), " as [b, s, H, d]",
-                                        target ? "" : ": ", target ? "" : inner.reason));
+      return mismatch(
+          why, absl::StrCat("cannot read the head split ", match_.query.headSplit->describe(),
+                            " as [b, s, H, d]", target ? "" : ": ", target ? "" : inner.reason));
     }
     auto heads = dims.resolve(target->terms[2]);
     auto headSize = dims.resolve(target->terms[3]);
     if (!heads || !headSize || heads->kind != LogicalDim::Kind::kConstant ||
-        headSize->kind != LogicalDim::Kind::kConstant || heads->size <= 0 ||
-        headSize->size <= 0 || heads->size * headSize->size != match_.hidden) {
-      return mismatch(why, absl::StrCat(match_.query.headSplit->describe(),
-                                        " does not split the hidden size ", match_.hidden,
-                                        " into constant heads and head size"));
+        headSize->kind != LogicalDim::Kind::kConstant || heads->size <= 0 || headSize->size <= 0 ||
+        heads->size * headSize->size != match_.hidden) {
+      return mismatch(
+          why, absl::StrCat(match_.query.headSplit->describe(), " does not split the hidden size ",
+                            match_.hidden, " into constant heads and head size"));
     }
     match_.heads = heads->size;
     match_.headSize = headSize->size;
@@ -992,9 +645,9 @@ class AttentionMatcher {
       std::optional<LogicalDim> last;
       if (target && target->terms.size() == 2) last = dims.resolve(target->terms[1]);
       if (!last || !dims.same(*last, LogicalDim::constant(inSize_))) {
-        return mismatch(why, absl::StrCat(projection.innerReshape->describe(),
-                                          " does not flatten x to [b*s, ", inSize_, "]",
-                                          target ? "" : ": ", target ? "" : inner.reason));
+        return mismatch(
+            why, absl::StrCat(projection.innerReshape->describe(), " does not flatten x to [b*s, ",
+                              inSize_, "]", target ? "" : ": ", target ? "" : inner.reason));
       }
       dims.setLayout(projection.innerReshape->output(0),
                      {LogicalDim::batchTimesSequence(), LogicalDim::constant(inSize_)});
@@ -1044,8 +697,8 @@ class AttentionMatcher {
     }
     match_.scale = scale;
     if (!(match_.maskValue <= -kMinMaskMagnitude)) {
-      return mismatch(why, absl::StrFormat(
-                               "the masked score %g is above -2^35, so adding it to the scores "
+      return mismatch(
+          why, absl::StrFormat("the masked score %g is above -2^35, so adding it to the scores "
                                "(as MultiHeadAttention does) is not the same as replacing them",
                                match_.maskValue));
     }
@@ -1058,9 +711,9 @@ class AttentionMatcher {
         LogicalDim expected = dims_->canonical(expectedDims[axis]);
         if (dim && dim->kind == LogicalDim::Kind::kConstant &&
             expected.kind == LogicalDim::Kind::kConstant && dim->size != expected.size) {
-          return mismatch(why, absl::StrCat("dim ", axis, " of the attention mask ",
-                                            describeValue(match_.mask), " is ", dimName(*dim),
-                                            ", expected ", dimName(expected)));
+          return mismatch(
+              why, absl::StrCat("dim ", axis, " of the attention mask ", describeValue(match_.mask),
+                                " is ", dimName(*dim), ", expected ", dimName(expected)));
         }
       }
     }
@@ -1079,302 +732,10 @@ class AttentionMatcher {
 
   // ---- tables: folded constants or the computed sinusoid ----
   bool verifyTables(MatchFailure* why) {
-    auto cosTensor = ir::constantOf(match_.query.cosPos);
-    auto sinTensor = ir::constantOf(match_.query.sinPos);
-    if (cosTensor && sinTensor) return verifyFoldedTables(cosTensor, sinTensor, why);
-    if (cosTensor || sinTensor) {
-      return mismatch(why, "one of cos_pos and sin_pos is a constant and the other is computed");
-    }
-    return verifyComputedTables(why);
-  }
-
-  bool verifyFoldedTables(const std::shared_ptr<ir::Tensor>& cosTensor,
-                          const std::shared_ptr<ir::Tensor>& sinTensor, MatchFailure* why) {
-    const int64_t d = match_.headSize;
-    for (const auto& [tensor, value] : {std::pair{cosTensor, match_.query.cosPos},
-                                        std::pair{sinTensor, match_.query.sinPos}}) {
-      const auto& shape = tensor->dims();
-      bool rank4 = shape.size() == 4 && shape[0] == 1 && shape[2] == 1 && shape[3] == d;
-      bool rank3 = shape.size() == 3 && shape[1] == 1 && shape[2] == d;
-      if (tensor->dataType() != ir::DataType::kFloat || !(rank4 || rank3)) {
-        return mismatch(why, absl::StrCat("the rotary table ", describeValue(value),
-                                          " is not float [1, s, 1, ", d, "]"));
-      }
-    }
-    int64_t rows = cosTensor->dims()[cosTensor->rank() - 3];
-    if (sinTensor->dims()[sinTensor->rank() - 3] != rows) {
-      return mismatch(why, "the cos and sin tables have different lengths");
-    }
-    if (auto fixed = dims_->fixedSequence(); fixed && *fixed != rows) {
-      return mismatch(why, absl::StrCat("the rotary tables have ", rows,
-                                        " rows but the sequence length is ", *fixed));
-    }
-    if (rows < 2 && !dims_->fixedSequence()) {
-      return mismatch(why, "the rotary tables have a single row, so they do not depend on the position");
-    }
-    if (!checkTableValues(*cosTensor, match_.query.cosPos, rows, /*isSine=*/false, why) ||
-        !checkTableValues(*sinTensor, match_.query.sinPos, rows, /*isSine=*/true, why)) {
-      return false;
-    }
-    match_.table.folded = true;
-    match_.table.rows = rows;
-    match_.table.cosPos = cosTensor;
-    match_.table.sinPos = sinTensor;
-    return true;
-  }
-
-  bool checkTableValues(const ir::Tensor& tensor, const ir::Value* value, int64_t rows, bool isSine,
-                        MatchFailure* why) {
-    const int64_t d = match_.headSize;
-    auto data = tensor.values<float>();
-    for (int64_t p = 0; p < rows; ++p) {
-      for (int64_t j = 0; j < d; ++j) {
-        float element = data[p * d + j];
-        if (j % 2 == 1 && element != data[p * d + j - 1]) {
-          return mismatch(why, absl::StrFormat(
-                                   "elements [%d, %d] and [%d, %d] of the rotary table %s differ "
-                                   "(%.9g, %.9g); the interleaved layout repeats each column pair",
-                                   p, j - 1, p, j, describeValue(value), data[p * d + j - 1],
-                                   element));
-        }
-        double frequency = std::pow(kRopeBase, -2.0 * static_cast<double>(j / 2) / d);
-        double angle = static_cast<double>(p) * frequency;
-        double expected = isSine ? std::sin(angle) : std::cos(angle);
-        if (std::abs(element - expected) > tableTolerance(p)) {
-          return mismatch(why, absl::StrFormat(
-                                   "element [%d, %d] of the rotary table %s is %.9g, but %s(%d * "
-                                   "10000^(-%d/%d)) is %.9g (tolerance %.3g): not the RoPE table",
-                                   p, j, describeValue(value), element, isSine ? "sin" : "cos", p,
-                                   2 * (j / 2), d, expected, tableTolerance(p)));
-        }
-      }
-    }
-    return true;
-  }
-
-  bool verifyComputedTables(MatchFailure* why) {
-    MatchFailure inner;
-    ir::Value* cosTable = matchRepeatedColumns(match_.query.cosPos, 1, &inner);
-    if (cosTable == nullptr) {
-      return mismatch(why, absl::StrCat("cos_pos ", describeValue(match_.query.cosPos),
-                                        " is not the odd table columns repeated pairwise: ",
-                                        inner.reason));
-    }
-    ir::Value* sinTable = matchRepeatedColumns(match_.query.sinPos, 0, &inner);
-    if (sinTable == nullptr) {
-      return mismatch(why, absl::StrCat("sin_pos ", describeValue(match_.query.sinPos),
-                                        " is not the even table columns repeated pairwise: ",
-                                        inner.reason));
-    }
-    if (cosTable != sinTable) {
-      return mismatch(why, "cos_pos and sin_pos come from different tables");
-    }
-    return matchSinusoidTable(cosTable, why);
-  }
-
-  // Concat_3(p0, p0, p1, p1, ...) with p = Split_3(Unsqueeze_2(table[..., start::2])).
-  ir::Value* matchRepeatedColumns(ir::Value* value, int64_t start, MatchFailure* why) {
-    const int64_t d = match_.headSize;
-    ir::Node* concat = matchProducer(value, "Concat", why);
-    if (concat == nullptr) return nullptr;
-    if (!matchIntAttributeAxis(concat, 3, 4, why)) return nullptr;
-    if (static_cast<int64_t>(concat->inputCount()) != d) {
-      mismatch(why, absl::StrCat(concat->describe(), " joins ", concat->inputCount(),
-                                 " pieces, expected ", d, " (each of ", d / 2,
-                                 " columns twice)"));
-      return nullptr;
-    }
-    ir::Node* split = concat->input(0) ? concat->input(0)->producer() : nullptr;
-    if (split == nullptr || !split->is("Split") ||
-        static_cast<int64_t>(split->outputCount()) != d / 2) {
-      mismatch(why, absl::StrCat("the pieces of ", concat->describe(),
-                                 " do not come from a Split into ", d / 2, " columns"));
-      return nullptr;
-    }
-    for (int64_t i = 0; i < d; ++i) {
-      const ir::Value* piece = concat->input(i);
-      if (piece == nullptr || piece->producer() != split || piece->producerOutputIndex() != i / 2) {
-        mismatch(why, absl::StrCat("input ", i, " of ", concat->describe(), " is not output ",
-                                   i / 2, " of ", split->describe(),
-                                   ": the columns are not repeated pairwise"));
-        return nullptr;
-      }
-    }
-    if (!matchIntAttributeAxis(split, 3, 4, why)) return nullptr;
-    if (!splitIsEqual(split)) {
-      mismatch(why, absl::StrCat(split->describe(), " does not cut single columns"));
-      return nullptr;
-    }
-    auto path = matchParentPath(split, {{"Unsqueeze", 0}, {"Slice", 0}}, why);
-    if (!path) return nullptr;
-    if (!matchUnsqueezeAxis((*path)[0], 2, 4, why)) return nullptr;
-    ir::Node* slice = (*path)[1];
-    if (!matchStridedSlice(slice, 2, 3, start, 2, why)) return nullptr;
-    if (!sliceReachesEnd(slice, d)) {
-      mismatch(why, absl::StrCat(slice->describe(), " stops before the end of the table"));
-      return nullptr;
-    }
-    return slice->input(0);
-  }
-
-  // Split without sizes (equal parts), or with every size 1.
-  static bool splitIsEqual(const ir::Node* split) {
-    if (const auto* attribute = split->findAttribute("split"); attribute != nullptr) {
-      for (int64_t size : attribute->ints()) {
-        if (size != 1) return false;
-      }
-      return true;
-    }
-    if (split->input(1) == nullptr) return true;
-    auto sizes = constantIntegers(split->input(1));
-    if (!sizes) return false;
-    for (int64_t size : *sizes) {
-      if (size != 1) return false;
-    }
-    return true;
-  }
-
-  // table = Reshape(Concat_3(Unsqueeze_3(Sin(a)), Unsqueeze_3(Cos(a))), [1, s, d]),
-  // a = pos (x) w, pos = Unsqueeze_0(Cast<float>(Range(0, s, 1))).
-  bool matchSinusoidTable(ir::Value* table, MatchFailure* why) {
-    const int64_t d = match_.headSize;
-    DimContext& dims = *dims_;
-    auto fail = [&](const std::string& reason) {
-      return mismatch(why, absl::StrCat("the rotary table ", describeValue(table), ": ", reason));
-    };
-    MatchFailure inner;
-    ir::Node* reshape = matchProducer(table, "Reshape", &inner);
-    if (reshape == nullptr) return fail(inner.reason);
-    ir::Node* pairs = matchProducer(reshape->input(0), "Concat", &inner);
-    if (pairs == nullptr) return fail(inner.reason);
-    if (pairs->inputCount() != 2 || !matchIntAttributeAxis(pairs, 3, 4, &inner)) {
-      return fail(absl::StrCat(pairs->describe(), " does not stack two tensors along a new last axis"));
-    }
-    auto sinPath = matchParentPath(pairs, {{"Unsqueeze", 0}, {"Sin", 0}}, &inner);
-    if (!sinPath) return fail(absl::StrCat("its even columns are not sines: ", inner.reason));
-    auto cosPath = matchParentPath(pairs, {{"Unsqueeze", 1}, {"Cos", 0}}, &inner);
-    if (!cosPath) return fail(absl::StrCat("its odd columns are not cosines: ", inner.reason));
-    if (!matchUnsqueezeAxis((*sinPath)[0], 3, 4, &inner) ||
-        !matchUnsqueezeAxis((*cosPath)[0], 3, 4, &inner)) {
-      return fail(inner.reason);
-    }
-    ir::Value* angles = (*sinPath)[1]->input(0);
-    if ((*cosPath)[1]->input(0) != angles) return fail("its sines and cosines take different angles");
-
-    ir::Value* positions = nullptr;
-    ir::Value* frequencies = nullptr;
-    ir::Node* product = angles->producer();
-    if (product != nullptr && product->is("Einsum")) {
-      if (!matchEinsum(product, "bn,d->bnd", &inner)) return fail(inner.reason);
-      positions = product->input(0);
-      frequencies = product->input(1);
-    } else if (product != nullptr && product->is("Mul")) {
-      for (int order = 0; order < 2; ++order) {
-        ir::Node* unsqueeze = product->input(order) ? product->input(order)->producer() : nullptr;
-        if (unsqueeze != nullptr && unsqueeze->is("Unsqueeze") &&
-            matchUnsqueezeAxis(unsqueeze, 2, 3, &inner)) {
-          positions = unsqueeze->input(0);
-          frequencies = product->input(1 - order);
-        }
-      }
-      if (positions == nullptr) return fail(absl::StrCat(product->describe(), " is not pos[:, :, None] * w"));
-    } else {
-      return fail(absl::StrCat("the angles ", describeValue(angles),
-                               " are not an outer product of positions and frequencies"));
-    }
-
-    if (!matchPositions(positions, &inner)) return fail(inner.reason);
-    if (!matchFrequencies(frequencies, &inner)) return fail(inner.reason);
-
-    // The Range proved pos is [1, s]; now the final Reshape must give [1, s, d].
-    const LogicalDim one = LogicalDim::constant(1), sequence = LogicalDim::sequence();
-    dims.setLayout(reshape->input(0),
-                   {one, sequence, LogicalDim::constant(d / 2), LogicalDim::constant(2)});
-    if (!dims.checkReshape(reshape, {one, sequence, LogicalDim::constant(d)}, &inner)) {
-      return fail(inner.reason);
-    }
-    match_.table.folded = false;
-    return true;
-  }
-
-  // pos = Unsqueeze_0(Cast<float>(Range(0, s, 1))).
-  bool matchPositions(ir::Value* positions, MatchFailure* why) {
-    ir::Node* unsqueeze = matchProducer(positions, "Unsqueeze", why);
-    if (unsqueeze == nullptr || !matchUnsqueezeAxis(unsqueeze, 0, 2, why)) return false;
-    ir::Value* current = unsqueeze->input(0);
-    if (current->producer() != nullptr && current->producer()->is("Cast")) {
-      if (castTarget(current->producer()) != static_cast<int64_t>(ir::DataType::kFloat)) {
-        return mismatch(why, absl::StrCat(current->producer()->describe(), " does not cast the positions to float"));
-      }
-      current = current->producer()->input(0);
-    }
-    ir::Node* range = matchProducer(current, "Range", why);
-    if (range == nullptr) return false;
-    auto start = scalarConstant(range->input(0));
-    auto delta = scalarConstant(range->input(2));
-    if (!start || *start != 0 || !delta || *delta != 1) {
-      return mismatch(why, absl::StrCat(range->describe(), " does not count from 0 in steps of 1"));
-    }
-    RankOracle rankOracle = [this](const ir::Value* value) { return dims_->rank(value); };
-    auto limit = evaluateShapeTerms(range->input(1), rankOracle, why);
-    if (!limit) return false;
-    std::optional<LogicalDim> length;
-    if (limit->terms.size() == 1) length = dims_->resolve(limit->terms[0]);
-    if (!length || !dims_->same(*length, LogicalDim::sequence())) {
-      return mismatch(why, absl::StrCat("cannot prove that ", range->describe(),
-                                        " counts to the sequence length"));
-    }
-    return true;
-  }
-
-  // w_i = 10000^(-2i/d): a constant, or Pow(10000, e) with constant e_i = -2i/d.
-  bool matchFrequencies(ir::Value* frequencies, MatchFailure* why) {
-    const int64_t half = match_.headSize / 2;
-    std::vector<float> values(half);
-    if (auto constant = ir::constantOf(frequencies)) {
-      if (constant->dataType() != ir::DataType::kFloat || constant->elementCount() != half) {
-        return mismatch(why, absl::StrCat("the frequencies ", describeValue(frequencies),
-                                          " are not float[", half, "]"));
-      }
-      auto data = constant->values<float>();
-      for (int64_t i = 0; i < half; ++i) {
-        double expected = std::pow(kRopeBase, -2.0 * i / match_.headSize);
-        if (std::abs(data[i] - expected) > kConstantTolerance * expected) {
-          return mismatch(why, absl::StrFormat(
-                                   "frequency %d of %s is %.9g, but 10000^(-%d/%d) is %.9g: "
-                                   "not the RoPE frequencies",
-                                   i, describeValue(frequencies), data[i], 2 * i,
-                                   match_.headSize, expected));
-        }
-        values[i] = data[i];
-      }
-    } else {
-      ir::Node* pow = matchProducer(frequencies, "Pow", why);
-      if (pow == nullptr) return false;
-      auto base = scalarConstant(pow->input(0));
-      if (!base || std::abs(*base - kRopeBase) > kConstantTolerance * kRopeBase) {
-        return mismatch(why, absl::StrCat("the rotary frequency base of ", pow->describe(), " is ",
-                                          base ? absl::StrCat(*base) : "not a constant",
-                                          ", not 10000"));
-      }
-      auto exponents = ir::constantOf(pow->input(1));
-      if (!exponents || exponents->dataType() != ir::DataType::kFloat ||
-          exponents->elementCount() != half) {
-        return mismatch(why, absl::StrCat("the exponents of ", pow->describe(),
-                                          " are not a constant float[", half, "]"));
-      }
-      auto data = exponents->values<float>();
-      for (int64_t i = 0; i < half; ++i) {
-        double expected = -2.0 * i / match_.headSize;
-        if (std::abs(data[i] - expected) > kConstantTolerance) {
-          return mismatch(why, absl::StrFormat("exponent %d of %s is %.9g, expected -%d/%d", i,
-                                               pow->describe(), data[i], 2 * i, match_.headSize));
-        }
-        values[i] = static_cast<float>(std::pow(static_cast<double>(static_cast<float>(*base)),
-                                                static_cast<double>(data[i])));
-      }
-    }
-    match_.table.frequencies = std::move(values);
+    auto table =
+        verifyRotaryTables(match_.query.cosPos, match_.query.sinPos, match_.headSize, *dims_, why);
+    if (!table) return false;
+    match_.table = std::move(*table);
     return true;
   }
 
@@ -1487,8 +848,8 @@ class FuseRotaryAttentionPass final : public Pass {
       AttentionMatch& match = matcher.result();
 
       std::unordered_set<const ir::Value*> kept = {match.query.projection.output,
-                                                   match.key.projection.output,
-                                                   match.value.output, match.mask};
+                                                   match.key.projection.output, match.value.output,
+                                                   match.mask};
       std::vector<ir::Node*> dead = nodesDeadAfterFusion(match, kept);
       std::unordered_set<const ir::Node*> deadSet(dead.begin(), dead.end());
       bool coreDies = true;
@@ -1526,10 +887,10 @@ class FuseRotaryAttentionPass final : public Pass {
     if (match.table.folded) needed = match.table.rows;
     if (maxSeqLen_ > 0) {
       if (needed && maxSeqLen_ < *needed) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "max-seq-len ", maxSeqLen_, " is below the sequence length ",
-            *needed, " of the attention block at ", match.softmax->describe(),
-            "; raise --max-seq-len to at least ", *needed, " or leave it unset"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("max-seq-len ", maxSeqLen_, " is below the sequence length ", *needed,
+                         " of the attention block at ", match.softmax->describe(),
+                         "; raise --max-seq-len to at least ", *needed, " or leave it unset"));
       }
       return maxSeqLen_;
     }
@@ -1632,11 +993,11 @@ class FuseRotaryAttentionPass final : public Pass {
     ir::Value* query = rotary(match.query.projection, "query");
     ir::Value* key = rotary(match.key.projection, "key");
 
-    ir::Node* attention = graph.createNode(
-        "MultiHeadAttention", ir::kMicrosoftDomain,
-        {query, key, match.value.output, nullptr, keyPaddingMask},
-        {absl::StrCat(scope, "MultiHeadAttention_output")}, before,
-        graph.uniqueNodeName(absl::StrCat(scope, "MultiHeadAttention")));
+    ir::Node* attention =
+        graph.createNode("MultiHeadAttention", ir::kMicrosoftDomain,
+                         {query, key, match.value.output, nullptr, keyPaddingMask},
+                         {absl::StrCat(scope, "MultiHeadAttention_output")}, before,
+                         graph.uniqueNodeName(absl::StrCat(scope, "MultiHeadAttention")));
     attention->setIntAttribute("num_heads", match.heads);
     attention->setFloatAttribute("scale", static_cast<float>(match.scale));
     attention->setFloatAttribute("mask_filter_value", static_cast<float>(match.maskValue));

@@ -64,7 +64,9 @@ bool matchProjection(ir::Value* output, std::string_view role, Projection& proje
     auto bias = ir::constantOf(add->input(i));
     if (bias && bias->rank() == 1 && bias->dataType() == ir::DataType::kFloat) biasIndex = i;
   }
-  if (biasIndex < 0) return fail(absl::StrCat(add->describe(), " does not add a constant float 1-D bias"));
+  if (biasIndex < 0) {
+    return fail(absl::StrCat(add->describe(), " does not add a constant float 1-D bias"));
+  }
 
   ir::Value* product = add->input(1 - biasIndex);
   ir::Node* node = product->producer();
@@ -123,10 +125,10 @@ bool matchQkv(const ir::Node* attention, Projection (&projections)[3], MatchFail
   if (matmuls.size() != 3) return mismatch(why, "the query, key and value share a projection");
   for (size_t i = 1; i < 3; ++i) {
     if (projections[i].input != projections[0].input) {
-      return mismatch(why, absl::StrCat("the ", std::string(kRoles[i]), " projection reads ",
-                                        describeValue(projections[i].input),
-                                        " but the query projection reads ",
-                                        describeValue(projections[0].input)));
+      return mismatch(
+          why, absl::StrCat("the ", std::string(kRoles[i]), " projection reads ",
+                            describeValue(projections[i].input), " but the query projection reads ",
+                            describeValue(projections[0].input)));
     }
     if (projections[i].weight->dims()[0] != projections[0].weight->dims()[0]) {
       return mismatch(why, "the projection weights have different row counts");
@@ -158,8 +160,9 @@ ir::Value* collapsibleTensordotInput(const Projection (&projections)[3]) {
     for (int64_t axis = 0; axis < 3; ++axis) {
       const DimTerm& term = target->terms[axis];
       std::optional<DimOrigin> expected =
-          axis < 2 ? provenance.origin(x, axis)
-                   : std::optional<DimOrigin>(DimOrigin{projection.weight->dims()[1], "", nullptr, 0});
+          axis < 2
+              ? provenance.origin(x, axis)
+              : std::optional<DimOrigin>(DimOrigin{projection.weight->dims()[1], "", nullptr, 0});
       std::optional<DimOrigin> actual;
       if (term.kind == DimTerm::Kind::kConstant && term.constant == -1) {
         ++inferred;
@@ -220,8 +223,9 @@ class PackQkvPass final : public Pass {
     bool changed = false;
     for (ir::Node* attention : anchors) {
       if (!opset || *opset < 11) {
-        context.remarkMissed(*attention, "the model's opset is below 11, where Split has no "
-                                         "negative axis");
+        context.remarkMissed(*attention,
+                             "the model's opset is below 11, where Split has no "
+                             "negative axis");
         continue;
       }
       Projection projections[3];
@@ -258,23 +262,23 @@ class PackQkvPass final : public Pass {
       }
     }
 
-    ir::Value* weight = graph.addInitializer(absl::StrCat(scope, "/qkv_weight"),
-                                             concatenateColumns(projections));
-    ir::Value* bias = graph.addInitializer(absl::StrCat(scope, "/qkv_bias"),
-                                           concatenateBiases(projections));
-    ir::Node* matmul = graph.createNode("MatMul", "", {input, weight},
-                                        {absl::StrCat(scope, "/qkv_matmul")}, before,
-                                        graph.uniqueNodeName(absl::StrCat(scope, "/MatMul_qkv")));
-    ir::Node* add = graph.createNode("Add", "", {matmul->output(0), bias},
-                                     {absl::StrCat(scope, "/qkv")}, before,
-                                     graph.uniqueNodeName(absl::StrCat(scope, "/Add_qkv")));
+    ir::Value* weight =
+        graph.addInitializer(absl::StrCat(scope, "/qkv_weight"), concatenateColumns(projections));
+    ir::Value* bias =
+        graph.addInitializer(absl::StrCat(scope, "/qkv_bias"), concatenateBiases(projections));
+    ir::Node* matmul =
+        graph.createNode("MatMul", "", {input, weight}, {absl::StrCat(scope, "/qkv_matmul")},
+                         before, graph.uniqueNodeName(absl::StrCat(scope, "/MatMul_qkv")));
+    ir::Node* add =
+        graph.createNode("Add", "", {matmul->output(0), bias}, {absl::StrCat(scope, "/qkv")},
+                         before, graph.uniqueNodeName(absl::StrCat(scope, "/Add_qkv")));
 
     std::vector<int64_t> sizes;
     for (const Projection& projection : projections) sizes.push_back(projection.weight->dims()[1]);
     std::vector<ir::Value*> splitInputs = {add->output(0)};
     if (opset >= 13) {
-      splitInputs.push_back(
-          graph.addInitializer(absl::StrCat(scope, "/qkv_split"), ir::Tensor::create<int64_t>({3}, sizes)));
+      splitInputs.push_back(graph.addInitializer(absl::StrCat(scope, "/qkv_split"),
+                                                 ir::Tensor::create<int64_t>({3}, sizes)));
     }
     ir::Node* split = graph.createNode(
         "Split", "", splitInputs,

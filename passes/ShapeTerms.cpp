@@ -42,14 +42,15 @@ class Evaluator {
   std::optional<ShapeTerms> evaluate(const ir::Value* value, int depth) {
     if (value == nullptr) return fail("a shape input is omitted");
     if (depth > kMaxDepth) {
-      return fail(absl::StrCat("the shape computation of ", describeValue(value),
-                               " is more than ", kMaxDepth, " nodes deep"));
+      return fail(absl::StrCat("the shape computation of ", describeValue(value), " is more than ",
+                               kMaxDepth, " nodes deep"));
     }
     if (auto tensor = ir::constantOf(value)) return fromConstant(value, *tensor);
 
     const ir::Node* node = value->producer();
     if (node == nullptr) {
-      return fail(absl::StrCat(describeValue(value), " is neither a constant nor computed by a node"));
+      return fail(
+          absl::StrCat(describeValue(value), " is neither a constant nor computed by a node"));
     }
     const std::string& op = node->opType();
     if (!node->domain().empty()) return unsupported(node);
@@ -97,11 +98,13 @@ class Evaluator {
     }
     auto start = node->intAttribute("start", 0);
     auto end = node->intAttribute("end", *rank);
-    if (!start.ok() || !end.ok()) return fail(absl::StrCat(node->describe(), " has invalid attributes"));
+    if (!start.ok() || !end.ok())
+      return fail(absl::StrCat(node->describe(), " has invalid attributes"));
     int64_t first = std::clamp(*start < 0 ? *start + *rank : *start, int64_t{0}, *rank);
     int64_t last = std::clamp(*end < 0 ? *end + *rank : *end, int64_t{0}, *rank);
     ShapeTerms result;
-    for (int64_t axis = first; axis < last; ++axis) result.terms.push_back(DimTerm::dimOf(input, axis));
+    for (int64_t axis = first; axis < last; ++axis)
+      result.terms.push_back(DimTerm::dimOf(input, axis));
     return result;
   }
 
@@ -117,14 +120,16 @@ class Evaluator {
   std::optional<ShapeTerms> slice(const ir::Node* node, int depth) {
     auto params = sliceParams(node);
     if (!params || params->starts.size() != 1 || params->ends.size() != 1) {
-      return fail(absl::StrCat(node->describe(), " has slice parameters that are not one constant axis"));
+      return fail(
+          absl::StrCat(node->describe(), " has slice parameters that are not one constant axis"));
     }
     auto input = evaluate(node->input(0), depth + 1);
     if (!input) return std::nullopt;
     if (input->scalar) return fail(absl::StrCat(node->describe(), " slices a scalar"));
     int64_t size = static_cast<int64_t>(input->terms.size());
     if (params->axes[0] != 0 && params->axes[0] != -1) {
-      return fail(absl::StrCat(node->describe(), " slices axis ", params->axes[0], " of a 1-D tensor"));
+      return fail(
+          absl::StrCat(node->describe(), " slices axis ", params->axes[0], " of a 1-D tensor"));
     }
     int64_t step = params->steps[0];
     if (step <= 0) return fail(absl::StrCat(node->describe(), " has a step that is not positive"));
@@ -133,7 +138,8 @@ class Evaluator {
     start = std::clamp(start, int64_t{0}, size);
     end = std::clamp(end, int64_t{0}, size);
     ShapeTerms result;
-    for (int64_t index = start; index < end; index += step) result.terms.push_back(input->terms[index]);
+    for (int64_t index = start; index < end; index += step)
+      result.terms.push_back(input->terms[index]);
     return result;
   }
 
@@ -145,7 +151,8 @@ class Evaluator {
     auto indicesTensor = ir::constantOf(node->input(1));
     auto indices = constantIntegers(node->input(1));
     if (!indicesTensor || !indices || indicesTensor->rank() > 1) {
-      return fail(absl::StrCat(node->describe(), " has indices that are not a constant scalar or vector"));
+      return fail(
+          absl::StrCat(node->describe(), " has indices that are not a constant scalar or vector"));
     }
     auto data = evaluate(node->input(0), depth + 1);
     if (!data) return std::nullopt;
@@ -156,7 +163,8 @@ class Evaluator {
     for (int64_t index : *indices) {
       auto normalized = normalizeIndex(index, size);
       if (!normalized) {
-        return fail(absl::StrCat(node->describe(), " gathers index ", index, " of ", size, " elements"));
+        return fail(
+            absl::StrCat(node->describe(), " gathers index ", index, " of ", size, " elements"));
       }
       result.terms.push_back(data->terms[*normalized]);
     }
@@ -167,10 +175,11 @@ class Evaluator {
     auto input = evaluate(node->input(0), depth + 1);
     if (!input) return std::nullopt;
     auto axes = squeezeAxes(node);
-    bool axesValid = !axes || axes->empty() ||
-                     (axes->size() == 1 && ((*axes)[0] == 0 || (*axes)[0] == -1));
+    bool axesValid =
+        !axes || axes->empty() || (axes->size() == 1 && ((*axes)[0] == 0 || (*axes)[0] == -1));
     if (input->scalar || input->terms.size() != 1 || !axesValid) {
-      return fail(absl::StrCat(node->describe(), " does not squeeze a one-element vector to a scalar"));
+      return fail(
+          absl::StrCat(node->describe(), " does not squeeze a one-element vector to a scalar"));
     }
     input->scalar = true;
     return input;
@@ -282,7 +291,8 @@ std::optional<SliceParams> sliceParams(const ir::Node* node) {
   }
   if (params.starts.size() != params.ends.size()) return std::nullopt;
   if (params.axes.empty()) {
-    for (size_t i = 0; i < params.starts.size(); ++i) params.axes.push_back(static_cast<int64_t>(i));
+    for (size_t i = 0; i < params.starts.size(); ++i)
+      params.axes.push_back(static_cast<int64_t>(i));
   }
   if (params.steps.empty()) params.steps.assign(params.starts.size(), 1);
   if (params.axes.size() != params.starts.size() || params.steps.size() != params.starts.size()) {
@@ -297,7 +307,6 @@ std::optional<std::vector<int64_t>> transposePermutation(const ir::Node* node) {
   return std::vector<int64_t>(attribute->ints().begin(), attribute->ints().end());
 }
 
-
 // ---------------------------------------------------------------------------
 // DimProvenance
 
@@ -310,11 +319,12 @@ constexpr int kMaxTraceDepth = 4096;
 // Ops whose output has the shape of their first input.
 bool passesShapeOfFirstInput(const ir::Node* node) {
   static const std::unordered_set<std::string> kOnnx = {
-      "Cast", "Identity", "Relu", "Neg", "Erf", "Sqrt", "Exp", "Log", "Tanh", "Sigmoid",
-      "Not", "Abs", "Reciprocal", "Softmax", "LayerNormalization", "Sin", "Cos", "Floor",
-      "Ceil", "Dropout"};
-  static const std::unordered_set<std::string> kMicrosoft = {
-      "SkipLayerNormalization", "BiasGelu", "Gelu", "FastGelu", "RotaryEmbedding"};
+      "Cast", "Identity", "Relu",       "Neg",     "Erf",
+      "Sqrt", "Exp",      "Log",        "Tanh",    "Sigmoid",
+      "Not",  "Abs",      "Reciprocal", "Softmax", "LayerNormalization",
+      "Sin",  "Cos",      "Floor",      "Ceil",    "Dropout"};
+  static const std::unordered_set<std::string> kMicrosoft = {"SkipLayerNormalization", "BiasGelu",
+                                                             "Gelu", "FastGelu", "RotaryEmbedding"};
   if (node->domain().empty()) return kOnnx.count(node->opType()) > 0;
   if (node->domain() == "com.microsoft") return kMicrosoft.count(node->opType()) > 0;
   return false;
@@ -322,8 +332,8 @@ bool passesShapeOfFirstInput(const ir::Node* node) {
 
 bool isBroadcastingElementwise(const ir::Node* node) {
   static const std::unordered_set<std::string> kOps = {
-      "Add", "Sub", "Mul", "Div", "Pow", "Equal", "Greater", "Less", "GreaterOrEqual",
-      "LessOrEqual", "And", "Or", "Xor", "Where", "Max", "Min"};
+      "Add",         "Sub", "Mul", "Div", "Pow",   "Equal", "Greater", "Less", "GreaterOrEqual",
+      "LessOrEqual", "And", "Or",  "Xor", "Where", "Max",   "Min"};
   return node->domain().empty() && kOps.count(node->opType()) > 0;
 }
 
@@ -391,7 +401,8 @@ std::optional<DimOrigin> DimProvenance::trace(const ir::Value* value, int64_t ax
         if (axis < static_cast<int64_t>(perm->size())) {
           result = trace(node->input(0), (*perm)[axis], depth + 1);
         }
-      } else if (auto inputRank = rankAt(node->input(0), depth + 1); inputRank && axis < *inputRank) {
+      } else if (auto inputRank = rankAt(node->input(0), depth + 1);
+                 inputRank && axis < *inputRank) {
         result = trace(node->input(0), *inputRank - 1 - axis, depth + 1);
       }
     } else if (node->is("Split")) {

@@ -48,15 +48,14 @@ using RankOracle = std::function<std::optional<int64_t>(const ir::Value*)>;
 
 // Reads `value` as terms. It follows constants, Shape, Cast between integer
 // types, Identity, Slice, Gather along axis 0 with constant indices, Squeeze,
-// Unsqueeze, Concat along axis 0 and ReduceProd of a single term; on anything
+// Unsqueeze, Concat along axis 0 and ReduceProd of a single term. On anything
 // else it returns nullopt with a reason naming the node.
 std::optional<ShapeTerms> evaluateShapeTerms(const ir::Value* value, const RankOracle& rankOf,
                                              MatchFailure* why);
 
-// Where a dim of a value comes from: a known size, a symbolic dim (a graph
-// input's, or one shape inference named), or dim `axis` of `value` when the
-// analysis cannot look past that value. Two dims with equal origins are equal
-// at run time.
+// The origin of a dim: a known size, a symbolic dim (a graph input's, or one
+// shape inference named), or dim `axis` of `value` when the analysis cannot
+// look past that value. Two dims with equal origins are equal at run time.
 struct DimOrigin {
   std::optional<int64_t> size;
   std::string symbol;
@@ -65,14 +64,14 @@ struct DimOrigin {
   bool operator==(const DimOrigin&) const = default;
 };
 
-// Traces dims back through the ops that pass them on unchanged: elementwise
-// ops (with broadcasting, when every input that reaches the dim agrees),
-// normalizations, reductions, MatMul by a 2-D weight, Gather of embedding rows, Reshape
-// with a readable target, Transpose, Concat and Split off their axis, and the
-// com.microsoft ops this project emits. It lets a fusion prove that two
-// values share their batch or sequence dim when shape inference left those
-// dims unknown. Results are cached, so one instance serves a whole pass run;
-// it must not outlive changes to the nodes it has visited.
+// Traces dims back through the ops that pass them on unchanged. These are
+// elementwise ops (with broadcasting, when every input that reaches the dim
+// agrees), normalizations, reductions, MatMul by a 2-D weight, Gather of
+// embedding rows, Reshape with a readable target, Transpose, Concat and Split
+// off their axis, and the com.microsoft ops this project emits. A fusion uses
+// it to prove that two values share their batch or sequence dim when shape
+// inference left those dims unknown. Results are cached, so an instance must
+// not outlive changes to the nodes it has visited.
 class DimProvenance {
  public:
   std::optional<DimOrigin> origin(const ir::Value* value, int64_t axis);
