@@ -1,10 +1,11 @@
 """Run the benchmarks of scripts/bench and write the report as markdown.
 
-Three parts, each table stamped with the machine, commit, date and load:
+Four parts, each table stamped with the machine, commit, date and load:
 
-1. roformer-opt with the default pipeline (sequence fixed at 1024) against a
-   load+save baseline (`--pass-pipeline=`), wall time and peak resident memory
-   from /usr/bin/time -v, median of several alternating runs.
+1. roformer-opt with the default pipeline (or --pipeline) and the sequence
+   fixed at 1024, against a load+save baseline (`--pass-pipeline=`): wall
+   time and peak resident memory from /usr/bin/time -v, median of several
+   alternating runs.
 2. End-to-end latency of roformer-run on the optimized model and of ONNX
    Runtime (all graph optimizations) on the original export and on the
    optimized model, all on the same .npy inputs. The engines take turns run
@@ -14,6 +15,8 @@ Three parts, each table stamped with the machine, commit, date and load:
    server mode. ONNX Runtime runs in bench/ort-worker.js, which keeps its
    session between turns.
 3. The Google Benchmark kernel micro-benchmarks (bench-kernels).
+4. roformer-run --profile at batch 1 and the longest sequence, when the
+   roformer-run build has that option.
 
 Progress goes to stderr; the report goes to stdout and OUT/report.md.
 """
