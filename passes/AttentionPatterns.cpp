@@ -98,8 +98,9 @@ std::optional<int64_t> castTarget(const ir::Node* node) {
 
 bool isBoolean(const ir::Value* value, int depth) {
   if (value == nullptr || depth > 16) return false;
-  if (value->elemType() != ir::DataType::kUndefined)
+  if (value->elemType() != ir::DataType::kUndefined) {
     return value->elemType() == ir::DataType::kBool;
+  }
   const ir::Node* node = value->producer();
   if (node == nullptr || !node->domain().empty()) return false;
   static const std::unordered_set<std::string> kComparisons = {
