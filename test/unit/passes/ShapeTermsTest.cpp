@@ -121,7 +121,9 @@ TEST_F(ShapeTermsTest, ProvenanceFollowsTensordot) {
   auto batch = provenance.origin(biased, 0);
   auto sequence = provenance.origin(biased, 1);
   auto width = provenance.origin(biased, 2);
-  ASSERT_TRUE(batch && sequence && width);
+  ASSERT_TRUE(batch.has_value());
+  ASSERT_TRUE(sequence.has_value());
+  ASSERT_TRUE(width.has_value());
   EXPECT_EQ(batch->symbol, "B");
   EXPECT_EQ(sequence->symbol, "S");
   EXPECT_EQ(width->size, 16);
