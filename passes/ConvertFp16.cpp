@@ -17,7 +17,7 @@
 //
 // What stays float32:
 // - ids. The TF export feeds token ids as float32 and casts them to int32
-//   for Gather; float16 holds integers exactly only up to 2048, so id 50000
+//   for Gather. float16 represents every integer only up to 2048, so id 50000
 //   would read row 49984. A float graph input keeps float32 along
 //   value-preserving ops (Identity, Reshape, Squeeze, Unsqueeze, Flatten,
 //   Transpose, Slice, Expand) into any Cast to a non-float type; only its

@@ -35,7 +35,7 @@ struct CublasLtApi {
 // FailedPrecondition naming both paths when neither loads.
 absl::StatusOr<const CublasLtApi*> loadCublasLt();
 
-// "CUBLAS_STATUS_NOT_SUPPORTED (15)" style text for messages.
+// The name of a cuBLAS status (CUBLAS_STATUS_NOT_SUPPORTED), for messages.
 const char* cublasStatusName(cublasStatus_t status);
 
 }  // namespace roformer::runtime::cuda

@@ -151,6 +151,12 @@ absl::Status CudaBackend::copyToHost(void* hostDst, const void* deviceSrc, size_
   return context_->synchronizeAndCheck(thread);
 }
 
+absl::Status CudaBackend::synchronize() {
+  absl::StatusOr<ThreadState*> state = context_->thread();
+  if (!state.ok()) return state.status();
+  return context_->synchronizeAndCheck(**state);
+}
+
 absl::StatusOr<DeviceBuffer> CudaBackend::placeConstant(std::shared_ptr<const ir::Tensor> tensor) {
   const DataType type = tensor->dataType();
   const int64_t count = tensor->elementCount();

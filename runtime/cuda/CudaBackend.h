@@ -2,12 +2,12 @@
 //
 // Selected with SessionOptions::device = "cuda" (roformer-run --device cuda)
 // in builds that link runtime/cuda, which registers it under that name.
-// Weights are uploaded once when the session is created; with fp16 or bf16
-// precision, float32 weights larger than kMirrorElementLimit elements are
-// converted on upload (a weight with finite values beyond fp16's range
-// stays float32). Kernels compute in float32 (accumulators, softmax,
+// Weights are uploaded once when the session is created. With fp16 or bf16
+// precision, float32 weights of more than kMirrorElementLimit elements are
+// converted on upload, except that a weight with finite values beyond fp16's
+// range stays float32. Kernels compute in float32 (accumulators, softmax,
 // normalization statistics) and store activations in the session's
-// precision; graph outputs stay float32. docs/gpu.md describes the design.
+// precision, and graph outputs stay float32. docs/gpu.md describes the design.
 #pragma once
 
 #include <memory>
@@ -43,9 +43,10 @@ class CudaBackend : public Backend {
   bool usesHostMemory() const override { return false; }
   absl::StatusOr<DeviceBuffer> allocate(size_t bytes) override;
   absl::Status copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) override;
+  absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) override;
   // Waits for the calling thread's kernels, then reports an error any of
   // them raised on the device (an id outside a table) as InvalidArgument.
-  absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) override;
+  absl::Status synchronize() override;
   absl::StatusOr<DeviceBuffer> placeConstant(std::shared_ptr<const ir::Tensor> tensor) override;
   // Kernels run on the calling thread's CUDA stream; no host thread pool.
   std::unique_ptr<ThreadPool> createThreadPool() const override { return nullptr; }

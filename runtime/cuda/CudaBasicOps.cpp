@@ -258,10 +258,10 @@ class SliceKernel : public OpKernel {
   }
 
  private:
-  absl::StatusOr<std::vector<int64_t>> integers(Call& call, size_t i, const char* what) {
+  absl::StatusOr<std::vector<int64_t>> integers(Call& call, size_t i, const char* inputName) {
     absl::StatusOr<TensorView> host = hostInput(call, i);
     if (!host.ok()) return host.status();
-    return cpu::readIntegers(name(), *host, absl::StrCat("input ", what));
+    return cpu::readIntegers(name(), *host, absl::StrCat("input ", inputName));
   }
 
   bool attributeForm_;
@@ -491,6 +491,8 @@ class ReduceKernel : public OpKernel {
       if (normalized < 0 || normalized >= rank) return invalidArgument("axis ", axis, " is out of range");
       reduced[normalized] = true;
     }
+
+    // The first and last reduced dims of more than one element bound the block.
     ReduceArgs args;
     int first = -1;
     int last = -1;
@@ -499,6 +501,7 @@ class ReduceKernel : public OpKernel {
       if (first < 0) first = static_cast<int>(d);
       last = static_cast<int>(d);
     }
+
     for (int64_t d = 0; d < rank; ++d) {
       if (first < 0) {
         args.outer *= shape[d];
@@ -533,8 +536,8 @@ class SoftmaxKernel : public OpKernel {
  protected:
   bool deviceSupports(Call& call) override {
     const int64_t rank = static_cast<int64_t>(call.input(0).shape.size());
-    // Only the last axis; before opset 13 the input is coerced to 2-D at
-    // `axis`, which is the same thing when axis is the last one.
+    // Only the last axis. Before opset 13 the input is coerced to 2-D at
+    // `axis`, which is the same when axis is the last one.
     return ir::isFloatingPoint(call.input(0).type) && rank > 0 &&
            (axis_ == -1 || axis_ == rank - 1);
   }

@@ -9,9 +9,8 @@
 namespace roformer::runtime::cuda {
 namespace {
 
-// cuBLASLt workspace per thread. Its heuristics pick faster kernels for
-// large products when given workspace; 32 MiB is what NVIDIA's cuBLASLt
-// samples give for Hopper.
+// cuBLASLt workspace per thread. Its heuristics offer faster kernels for
+// large products when given workspace. NOTE: 32 MiB is a guess, not tuned.
 constexpr size_t kWorkspaceBytes = 32u << 20;
 
 std::atomic<uint64_t> nextGeneration{1};
@@ -22,9 +21,9 @@ std::string cudaErrorText(cudaError_t error) {
   return absl::StrCat(cudaGetErrorName(error), ": ", cudaGetErrorString(error));
 }
 
-absl::Status cudaStatus(cudaError_t error, const std::string& what) {
+absl::Status cudaStatus(cudaError_t error, const std::string& action) {
   if (error == cudaSuccess) return absl::OkStatus();
-  std::string message = absl::StrCat(what, " failed: ", cudaErrorText(error));
+  std::string message = absl::StrCat(action, " failed: ", cudaErrorText(error));
   if (error == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(message);
   return absl::InternalError(message);
 }
@@ -124,8 +123,9 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::create(const BackendOp
   }
   context->deviceName_ = properties.name;
   context->computeCapability_ = properties.major * 10 + properties.minor;
-  // The kernels use mma.sync, bf16 and cp-free loads of sm_80; the build
-  // carries machine code for sm_80 and sm_90 and PTX for sm_90.
+  // The attention kernel uses mma.sync with bf16 operands, which needs
+  // sm_80. The build carries machine code for sm_80 and sm_90 and PTX for
+  // sm_90.
   if (context->computeCapability_ < 80) {
     return absl::FailedPreconditionError(absl::StrCat(
         "CUDA device '", context->deviceName_, "' has compute capability ", properties.major, ".",

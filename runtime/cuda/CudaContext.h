@@ -105,7 +105,7 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   int device() const { return device_; }
   const std::string& deviceName() const { return deviceName_; }
   int computeCapability() const { return computeCapability_; }
-  // False when ROFORMER_CUDA_ATTENTION=simt asks for the SIMT attention kernel.
+  // False when ROFORMER_CUDA_ATTENTION=simt selects the SIMT attention kernel.
   bool tensorCoreAttention() const { return tensorCoreAttention_; }
 
   // The calling thread's state, created on first use.
@@ -118,8 +118,8 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   absl::StatusOr<DeviceBuffer> allocatePermanent(size_t bytes);
 
   // ---- Constants ----
-  // Records that `data` holds `type` elements although the session's view
-  // says otherwise (a weight converted to fp16 or bf16).
+  // Records that `data` contains `type` elements although the session's
+  // view has another type (a weight converted to fp16 or bf16).
   void recordConvertedConstant(const void* data, DataType type);
   void forgetConvertedConstant(const void* data);
   // The stored type of a converted constant, or kUndefined.
@@ -184,9 +184,9 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
 
 // "cudaErrorNoDevice: no CUDA-capable device is detected" for messages.
 std::string cudaErrorText(cudaError_t error);
-// OK, or Internal "<what> failed: <cuda error>" (ResourceExhausted for
+// OK, or Internal "<action> failed: <cuda error>" (ResourceExhausted for
 // out-of-memory).
-absl::Status cudaStatus(cudaError_t error, const std::string& what);
+absl::Status cudaStatus(cudaError_t error, const std::string& action);
 
 // Float32 values of fp16 and bf16 bits, and back (round to nearest even),
 // for the host side.

@@ -35,9 +35,9 @@ CudaKernel::CudaKernel(const ir::Node& node, std::shared_ptr<CudaContext> contex
       opType_(node.opType()),
       graphOutputs_(graphOutputFlags(node)) {}
 
-absl::Status CudaKernel::check(cudaError_t error, const char* what) const {
+absl::Status CudaKernel::check(cudaError_t error, const char* action) const {
   if (error == cudaSuccess) return absl::OkStatus();
-  return cudaStatus(error, absl::StrCat(name_, ": ", what));
+  return cudaStatus(error, absl::StrCat(name_, ": ", action));
 }
 
 absl::Status CudaKernel::inferOutputs(KernelContext& context) {
@@ -219,9 +219,9 @@ absl::Status OpKernel::infer(Call& call) {
 }
 
 absl::Status OpKernel::inferOnDevicePath(Call& call) {
-  // The CPU kernel infers shapes; it sees fp16 and bf16 inputs as float32
-  // (it checks types, and only float32 is a CPU type) and the host values of
-  // the shape inputs.
+  // The CPU kernel infers the shapes. It receives fp16 and bf16 inputs typed
+  // as float32, because it checks types and float32 is its only float type,
+  // and the host values of the shape inputs.
   std::vector<TensorView> inputs(call.kernel.inputs.begin(), call.kernel.inputs.end());
   for (TensorView& input : inputs) {
     if (isReducedFloat(input.type)) input.type = DataType::kFloat;

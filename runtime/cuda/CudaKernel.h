@@ -11,8 +11,8 @@
 //     Gather -> Concat): the CPU kernel computes on the mirrors, the result
 //     is uploaded and mirrored in turn. No kernel launch, no synchronization.
 //   - device: a CUDA implementation (runDevice). Output shapes come from the
-//     node's CPU kernel, given the input shapes and, for the inputs listed as
-//     shape inputs, their host values; so shape rules are written once.
+//     node's CPU kernel, given the input shapes and the host values of the
+//     inputs listed as shape inputs, so each shape rule is written once.
 //   - fallback: no device implementation takes these inputs: the inputs are
 //     copied to the host, the CPU kernel runs, and the outputs are copied
 //     back. Correct but slow; CudaStats counts it.
@@ -83,8 +83,8 @@ class CudaKernel : public Kernel {
   absl::Status unimplemented(const Args&... parts) const {
     return absl::UnimplementedError(absl::StrCat(name_, ": ", parts...));
   }
-  // OK, or an error naming this node and `what`.
-  absl::Status check(cudaError_t error, const char* what) const;
+  // OK, or an error naming this node and `action`.
+  absl::Status check(cudaError_t error, const char* action) const;
 
   const std::shared_ptr<CudaContext>& context() const { return context_; }
   bool isGraphOutput(size_t i) const { return i < graphOutputs_.size() && graphOutputs_[i]; }

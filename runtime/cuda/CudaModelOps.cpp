@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 
 #include "runtime/cuda/CudaKernel.h"
@@ -35,7 +36,7 @@ uint32_t alignmentOf(const void* pointer) {
 }
 
 // Converts `view` to `type` in a temporary device buffer unless it already
-// has that type; the buffer is freed in stream order after its last use.
+// has that type. The buffer is freed in stream order after its last use.
 absl::StatusOr<const void*> asType(CudaContext& context, const TensorView& view, DataType type,
                                    cudaStream_t stream, std::vector<DeviceBuffer>& temporaries) {
   if (view.type == type) return view.data;
@@ -127,6 +128,9 @@ class MatMulKernel : public OpKernel {
     }
     TensorView& output = call.output(0);
     if (output.elementCount() == 0) return absl::OkStatus();
+
+    // Operands and result in the activation type, through temporaries when
+    // they have another.
     const DataType type = context()->activationType();
     std::vector<DeviceBuffer> temporaries;
     absl::StatusOr<const void*> a = asType(*context(), call.input(0), type, call.stream(), temporaries);
@@ -141,6 +145,7 @@ class MatMulKernel : public OpKernel {
       temporaries.push_back(*buffer);
       c = buffer->data;
     }
+
     if (shape->k == 0) {
       // An empty sum: zeros (plus the bias, which the epilogue would add).
       if (absl::Status status = check(
@@ -153,6 +158,7 @@ class MatMulKernel : public OpKernel {
     } else if (absl::Status status = gemm(call, *shape, type, *a, *b, c); !status.ok()) {
       return status;
     }
+
     if (c != output.data) {
       return check(launchConvert(c, elementTypeOf(type), output.data, elementTypeOf(output.type),
                                  output.elementCount(), call.stream()),
@@ -224,31 +230,57 @@ class MatMulKernel : public OpKernel {
                 alignmentOf(c)};
     absl::StatusOr<const Plan*> plan = findPlan(key, type);
     if (!plan.ok()) return plan.status();
-    const float alpha = 1.0f;
-    const float beta = 0.0f;
-    cublasStatus_t status =
-        lt.matmul(context()->ltHandle(), (*plan)->desc, &alpha, b, (*plan)->a, a, (*plan)->b, &beta,
-                  c, (*plan)->c, c, (*plan)->c, &(*plan)->algo, call.thread.workspace,
-                  call.thread.workspaceBytes, call.stream());
-    if (status != CUBLAS_STATUS_SUCCESS) {
-      return absl::InternalError(
-          absl::StrCat(name(), ": cublasLtMatmul failed: ", cublasStatusName(status)));
+    if (*plan != nullptr) {
+      const float alpha = 1.0f;
+      const float beta = 0.0f;
+      cublasStatus_t status =
+          lt.matmul(context()->ltHandle(), (*plan)->desc, &alpha, b, (*plan)->a, a, (*plan)->b,
+                    &beta, c, (*plan)->c, c, (*plan)->c, &(*plan)->algo, call.thread.workspace,
+                    call.thread.workspaceBytes, call.stream());
+      if (status == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+      if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+        return absl::InternalError(
+            absl::StrCat(name(), ": cublasLtMatmul failed: ", cublasStatusName(status)));
+      }
     }
-    return absl::OkStatus();
+    // cuBLASLt declined this shape.
+    SimpleGemmArgs args;
+    args.a = a;
+    args.aType = elementTypeOf(type);
+    args.b = b;
+    args.bType = elementTypeOf(type);
+    args.bias = biasBuffer_.data;
+    args.biasType = elementTypeOf(type);
+    args.c = c;
+    args.cType = elementTypeOf(type);
+    args.m = g.m;
+    args.n = g.n;
+    args.k = g.k;
+    args.batch = g.batch;
+    args.strideA = g.strideA;
+    args.strideB = g.strideB;
+    args.strideC = g.strideC;
+    return check(launchSimpleGemm(args, call.stream()), "launching the fallback matrix product");
   }
 
+  // The cached cuBLASLt plan of `key`; null when cuBLASLt has no algorithm
+  // for it.
   absl::StatusOr<const Plan*> findPlan(const PlanKey& key, DataType type) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = plans_.find(key);
     if (it != plans_.end()) return &it->second;
+    if (unsupported_.count(key) > 0) return nullptr;
 
     const CublasLtApi& lt = context()->lt();
     Plan plan;
-    auto fail = [&](const char* what, cublasStatus_t status) {
+    auto destroy = [&] {
       if (plan.desc != nullptr) lt.matmulDescDestroy(plan.desc);
       if (plan.a != nullptr) lt.matrixLayoutDestroy(plan.a);
       if (plan.b != nullptr) lt.matrixLayoutDestroy(plan.b);
       if (plan.c != nullptr) lt.matrixLayoutDestroy(plan.c);
+    };
+    auto fail = [&](const char* what, cublasStatus_t status) {
+      destroy();
       return absl::InternalError(
           absl::StrCat(name(), ": ", what, " failed: ", cublasStatusName(status)));
     };
@@ -301,8 +333,12 @@ class MatMulKernel : public OpKernel {
     status = lt.algoGetHeuristic(context()->ltHandle(), plan.desc, plan.a, plan.b, plan.c, plan.c,
                                  preference, 1, &result, &found);
     lt.preferenceDestroy(preference);
+    if ((status == CUBLAS_STATUS_SUCCESS && found == 0) || status == CUBLAS_STATUS_NOT_SUPPORTED) {
+      destroy();
+      unsupported_.insert(key);
+      return nullptr;
+    }
     if (status != CUBLAS_STATUS_SUCCESS) return fail("cublasLtMatmulAlgoGetHeuristic", status);
-    if (found == 0) return fail("cublasLtMatmulAlgoGetHeuristic", CUBLAS_STATUS_NOT_SUPPORTED);
     plan.algo = result.algo;
     auto inserted = plans_.emplace(key, plan);
     return &inserted.first->second;
@@ -312,6 +348,7 @@ class MatMulKernel : public OpKernel {
   DeviceBuffer biasBuffer_;
   std::mutex mutex_;
   std::map<PlanKey, Plan> plans_;
+  std::set<PlanKey> unsupported_;
 };
 
 // ---- Normalization ----
@@ -353,6 +390,7 @@ class NormalizationKernel : public OpKernel {
     args.input = x.data;
     args.inputType = elementTypeOf(x.type);
     args.epsilon = epsilon_;
+
     size_t gammaIndex = 1;
     if (skip_) {
       const TensorView& skip = call.input(1);
@@ -371,6 +409,7 @@ class NormalizationKernel : public OpKernel {
       args.beta = call.input(gammaIndex + 1).data;
       args.betaType = elementTypeOf(call.input(gammaIndex + 1).type);
     }
+
     args.output = call.output(0).data;
     args.outputType = elementTypeOf(call.output(0).type);
     if (call.kernel.outputs.size() > 1) args.mean = static_cast<float*>(call.output(1).data);
@@ -463,6 +502,7 @@ class RotaryKernel : public OpKernel {
     args.output = call.output(0).data;
     args.outputType = elementTypeOf(call.output(0).type);
     args.maxPositions = cosCache.shape[0];
+
     args.batch = x.shape[0];
     if (x.shape.size() == 3) {
       args.sequence = x.shape[1];
@@ -481,11 +521,13 @@ class RotaryKernel : public OpKernel {
       args.batchStride = args.heads * args.headStride;
     }
     args.rotaryDim = rotaryDim_ > 0 ? rotaryDim_ : args.headSize;
+
     args.cosCache = cosCache.data;
     args.sinCache = call.input(3).data;
     args.cacheType = elementTypeOf(cosCache.type);
     args.interleaved = interleaved_;
     args.error = ErrorSink{call.thread.errorFlag, errorCode_};
+
     if (positions.elementCount() == 1) {
       // One offset for every position: read it on the host and check the
       // whole range here.
@@ -556,6 +598,7 @@ class AttentionKernel : public OpKernel {
     if (query.shape.size() != 3 || query.shape[2] % numHeads_ != 0) {
       return unimplemented("query must be [batch, seq, hidden]");
     }
+
     AttentionArgs args;
     const int64_t heads = numHeads_;
     args.batch = static_cast<int>(query.shape[0]);
@@ -565,6 +608,7 @@ class AttentionKernel : public OpKernel {
     args.queryStrides[0] = query.shape[1] * query.shape[2];
     args.queryStrides[1] = query.shape[2];
     args.queryStrides[2] = args.headSize;
+
     if (key.shape.size() == 3 && value.shape.size() == 3) {
       args.keySequence = static_cast<int>(key.shape[1]);
       args.valueHeadSize = static_cast<int>(value.shape[2] / heads);
@@ -590,6 +634,7 @@ class AttentionKernel : public OpKernel {
         args.valueHeadSize > kMaxAttentionHeadSize) {
       return unimplemented("empty keys or head size above ", kMaxAttentionHeadSize);
     }
+
     args.query = query.data;
     args.key = key.data;
     args.value = value.data;
@@ -598,6 +643,7 @@ class AttentionKernel : public OpKernel {
       args.bias = call.input(3).data;
       args.biasType = elementTypeOf(call.input(3).type);
     }
+
     if (call.hasInput(4)) {
       const TensorView& mask = call.input(4);
       if (mask.shape.size() == 1) {
@@ -610,6 +656,7 @@ class AttentionKernel : public OpKernel {
       args.mask = mask.data;
       args.maskType = elementTypeOf(mask.type);
     }
+
     args.output = call.output(0).data;
     args.outputType = elementTypeOf(call.output(0).type);
     args.scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(args.headSize));

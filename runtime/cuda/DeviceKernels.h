@@ -33,9 +33,9 @@ enum ElementType : int {
 // Most dims of an elementwise or copy loop nest after merging.
 constexpr int kMaxDims = 8;
 
-// Where a kernel reports a failure it found on the device: the first failing
-// kernel writes its code into *flag (atomicCAS from 0), and the host reads it
-// back at the end of the run.
+// The error flag of a run and the code of one kernel. The first failing
+// kernel writes its code into *flag (atomicCAS from 0), and the host reads
+// the flag back at the end of the run.
 struct ErrorSink {
   int* flag = nullptr;
   int code = 0;
@@ -158,6 +158,31 @@ struct GatherArgs {
   ErrorSink error;
 };
 cudaError_t launchGather(const GatherArgs& args, cudaStream_t stream);
+
+// ---- Matrix product without cuBLASLt ----
+
+// C[b, m, n] = sum_k A[b, m, k] B[b, k, n] (+ bias[n]) in row-major order,
+// float32 accumulation, any float types. It serves the shapes for which
+// cuBLASLt's heuristics find no algorithm. With one thread per output
+// element it is far slower than cuBLASLt.
+struct SimpleGemmArgs {
+  const void* a = nullptr;
+  int aType = kF32;
+  const void* b = nullptr;
+  int bType = kF32;
+  const void* bias = nullptr;
+  int biasType = kF32;
+  void* c = nullptr;
+  int cType = kF32;
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t batch = 1;
+  int64_t strideA = 0;
+  int64_t strideB = 0;
+  int64_t strideC = 0;
+};
+cudaError_t launchSimpleGemm(const SimpleGemmArgs& args, cudaStream_t stream);
 
 // ---- Reductions ----
 

@@ -7,7 +7,7 @@
 //                         not a graph output
 //
 // The MatMul kernel then computes x W + b, and the Add kernel only moves y
-// to z; the planner usually runs it in place, so it costs nothing.
+// to z. The planner usually runs that Add in place, where it costs nothing.
 #pragma once
 
 #include "ir/Graph.h"

@@ -2,8 +2,8 @@
 """Check that convert-fp16 writes a float16 model ONNX Runtime runs correctly.
 
 Generates the small fixture with encoder_output:0 exposed and a 50000-token
-vocabulary (so ids exceed 2048, the largest integer float16 counts to without
-gaps), optimizes it with roformer-opt's default pipeline, converts it with
+vocabulary, so that ids exceed 2048, above which float16 skips integers.
+Optimizes it with roformer-opt's default pipeline, converts it with
 convert-fp16, and runs both in ONNX Runtime (CPU) on padded batches. The
 converted model must keep float32 inputs and outputs, store its weights as
 float16, and agree with the float32 model to a cosine similarity of at least

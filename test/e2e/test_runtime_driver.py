@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtureutil import SAMPLES_DIR, load_samples  # noqa: E402
@@ -149,6 +150,35 @@ def check_reports(model_path, work_dir):
     print("  --profile prints the time per op type")
 
 
+def rename_inputs(model_path, renamed_path):
+    """Save a copy of the model whose inputs are named as roformer-opt names them."""
+    model = onnx.load(str(model_path))
+    renames = {graph_input.name: graph_input.name.replace(":", "")
+               for graph_input in model.graph.input}
+    for graph_input in model.graph.input:
+        graph_input.name = renames[graph_input.name]
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            if name in renames:
+                node.input[index] = renames[name]
+    onnx.save(model, str(renamed_path))
+    return sorted(renames.values())
+
+
+def check_compare_renamed(model_path, work_dir):
+    renamed_path = work_dir / "renamed.onnx"
+    names = rename_inputs(model_path, renamed_path)
+    check(names == ["input_segment0", "input_token0"], f"renamed inputs are {names}")
+    report_path = work_dir / "renamed.json"
+    run_roformer(renamed_path, "--synthetic", "--seq-len", SEQ_LEN, "--threads", THREADS,
+                 "--iterations", 1, "--compare-to", model_path, "--compare-tolerance", 0,
+                 "--json", report_path)
+    outputs = json.loads(report_path.read_text())["compare"]["outputs"]
+    check(sorted(outputs) == ["Identity:0", "encoder_output:0"],
+          f"--compare-to compared {sorted(outputs)}")
+    print("  --compare-to feeds a reference whose inputs keep the ':0' suffix")
+
+
 def check_list_ops():
     completed = run_roformer("--list-ops")
     ops = completed.stdout.split()
@@ -218,6 +248,7 @@ def main():
             samples_dir = work_dir / "model" / SAMPLES_DIR
             check_input_forms(model_path, samples_dir, work_dir)
             check_reports(model_path, work_dir)
+            check_compare_renamed(model_path, work_dir)
             check_list_ops()
             check_errors(model_path, samples_dir, work_dir)
         except CheckFailed as failure:

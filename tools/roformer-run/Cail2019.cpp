@@ -291,7 +291,11 @@ absl::StatusOr<CailResult> runCail2019(const Session& session, const IdInputs& i
       for (const auto& [name, tensor] : *outputs) kept[name].push_back(tensor);
     }
     if (options.reference != nullptr) {
-      absl::StatusOr<std::map<std::string, HostTensor>> expected = options.reference->run(inputs);
+      absl::StatusOr<std::map<std::string, HostTensor>> referenceInputs =
+          adaptInputs(*options.reference, inputs);
+      if (!referenceInputs.ok()) return referenceInputs.status();
+      absl::StatusOr<std::map<std::string, HostTensor>> expected =
+          options.reference->run(*referenceInputs);
       if (!expected.ok()) {
         return absl::Status(expected.status().code(),
                             absl::StrCat("reference model: ", expected.status().message()));

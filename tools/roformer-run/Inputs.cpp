@@ -316,6 +316,48 @@ IdInputs findIdInputs(const Session& session, std::optional<int64_t> vocabOverri
   return ids;
 }
 
+namespace {
+
+std::string alphanumericName(const std::string& name) {
+  std::string kept;
+  for (char c : name) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') {
+      kept.push_back(c);
+    }
+  }
+  return kept;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, HostTensor>> adaptInputs(
+    const Session& target, const std::map<std::string, HostTensor>& inputs) {
+  std::map<std::string, HostTensor> adapted;
+  for (const TensorInfo& info : target.inputs()) {
+    auto it = inputs.find(info.name);
+    if (it == inputs.end()) {
+      it = std::find_if(inputs.begin(), inputs.end(), [&](const auto& entry) {
+        return alphanumericName(entry.first) == alphanumericName(info.name);
+      });
+    }
+    if (it == inputs.end()) {
+      std::vector<std::string> names;
+      for (const auto& [name, tensor] : inputs) names.push_back("'" + name + "'");
+      return absl::InvalidArgumentError(
+          absl::StrCat("no input matches the reference model's input '", info.name,
+                       "' by name; the inputs are ", absl::StrJoin(names, ", ")));
+    }
+    HostTensor tensor = it->second;
+    if (info.type != DataType::kUndefined && tensor.type() != info.type) {
+      absl::StatusOr<HostTensor> converted = convertTensor(tensor, info.type, info.name);
+      if (!converted.ok()) return converted.status();
+      tensor = std::move(*converted);
+    }
+    adapted.emplace(info.name, std::move(tensor));
+  }
+  return adapted;
+}
+
 absl::StatusOr<std::map<std::string, HostTensor>> readInputFiles(
     const Session& session, const std::vector<std::string>& specs) {
   std::map<std::string, HostTensor> inputs;

@@ -65,6 +65,14 @@ absl::StatusOr<HostTensor> convertTensor(const HostTensor& tensor, runtime::Data
 // included); fails for other types.
 absl::StatusOr<std::vector<double>> tensorToDoubles(const HostTensor& tensor);
 
+// Renames and converts `inputs` for another session of the same network,
+// such as the original model when `inputs` were made for its optimized form.
+// Each target input takes the input of the same name, or else the one whose
+// name is equal after dropping characters outside [A-Za-z0-9_] (the optimizer
+// renames "input_token:0" to "input_token0"), converted to the declared type.
+absl::StatusOr<std::map<std::string, HostTensor>> adaptInputs(
+    const Session& target, const std::map<std::string, HostTensor>& inputs);
+
 // The fixed size of dim `index` of a session input, when the model declares one.
 std::optional<int64_t> fixedDim(const TensorInfo& info, size_t index);
 

@@ -502,7 +502,11 @@ absl::Status runLatencyMode(RunContext& context) {
     if (!written.ok()) return written;
   }
   if (context.reference != nullptr) {
-    absl::StatusOr<std::map<std::string, HostTensor>> expected = context.reference->run(*inputs);
+    absl::StatusOr<std::map<std::string, HostTensor>> referenceInputs =
+        run::adaptInputs(*context.reference, *inputs);
+    if (!referenceInputs.ok()) return referenceInputs.status();
+    absl::StatusOr<std::map<std::string, HostTensor>> expected =
+        context.reference->run(*referenceInputs);
     if (!expected.ok()) {
       return absl::Status(expected.status().code(),
                           absl::StrCat("reference model: ", expected.status().message()));

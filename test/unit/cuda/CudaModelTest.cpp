@@ -1,6 +1,6 @@
 // The whole small fixture model on the GPU against the CPU backend: the
-// tf2onnx-style export and the graph roformer-opt's default pipeline makes
-// of it. float32 must agree within 1e-3; fp16 and bf16 by cosine
+// tf2onnx-style export and the graph roformer-opt makes of it (the default
+// pipeline and the attention fusions). float32 must agree within 1e-3; fp16 and bf16 by cosine
 // similarity of the outputs (at least 0.9999 and 0.999).
 //
 // The models are generated on first use into $ROFORMER_CUDA_TEST_DIR (or a
@@ -20,6 +20,9 @@ namespace roformer::runtime::cuda {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Passes appended to roformer-opt's default pipeline; see prepareModels.
+constexpr const char* kAttentionPasses = "fuse-rotary-attention,pack-qkv,dce";
 
 std::string environmentOr(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
@@ -51,7 +54,11 @@ std::string prepareModels(std::string& failure) {
   if (!fs::exists(optimized)) {
     const std::string opt =
         environmentOr("ROFORMER_OPT", std::string(ROFORMER_BINARY_DIR) + "/bin/roformer-opt");
-    const std::string command = opt + " " + raw + " -o " + optimized + " --max-seq-len 1024 --quiet";
+    // The default pipeline, then the attention fusions in case it does not
+    // run them yet (a second run of a fusion finds nothing to fuse).
+    const std::string pipeline = "\"$(" + opt + " --print-default-pipeline)," + kAttentionPasses + "\"";
+    const std::string command = opt + " " + raw + " -o " + optimized +
+                                " --max-seq-len 1024 --quiet --pass-pipeline=" + pipeline;
     if (std::system(command.c_str()) != 0 || !fs::exists(optimized)) {
       failure = "failed to optimize the fixture: " + command;
       return "";

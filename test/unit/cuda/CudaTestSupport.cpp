@@ -9,6 +9,7 @@ std::unique_ptr<ir::Model> buildModel(const OpSpec& spec, DataType floatInputTyp
   model->setOpsetVersion("", spec.opset);
   if (!spec.domain.empty()) model->setOpsetVersion(spec.domain, 1);
   ir::Graph& graph = model->graph();
+
   std::vector<ir::Value*> inputs;
   for (const InputSpec& input : spec.inputs) {
     switch (input.kind) {
@@ -29,10 +30,12 @@ std::unique_ptr<ir::Model> buildModel(const OpSpec& spec, DataType floatInputTyp
       }
     }
   }
+
   std::vector<std::string> outputNames;
   for (size_t i = 0; i < spec.outputs; ++i) outputNames.push_back("result" + std::to_string(i));
   ir::Node* node = graph.createNode(spec.op, spec.domain, inputs, outputNames, nullptr, "tested");
   if (spec.attributes) spec.attributes(*node);
+
   for (size_t i = 0; i < spec.outputs; ++i) {
     ir::Node* identity = graph.createNode("Identity", "", {node->output(i)},
                                           {"output" + std::to_string(i)}, nullptr,

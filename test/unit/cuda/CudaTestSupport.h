@@ -89,9 +89,9 @@ absl::StatusOr<RunResult> runModel(const ir::Model& model, const std::string& de
 void expectMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision, float atol,
                       float rtol);
 
-// Tolerances used across the suite: float32 kernels agree with the CPU to
-// rounding; fp16 keeps 11 significant bits and bf16 8, so their results
-// carry a relative error of about 2^-11 and 2^-8 per stored value.
+// Tolerances used across the suite. float32 kernels agree with the CPU up to
+// rounding. fp16 keeps 11 significant bits and bf16 8, so their results carry
+// a relative error of about 2^-11 and 2^-8 per stored value.
 struct Tolerance {
   float atol;
   float rtol;
