@@ -1,7 +1,7 @@
 // com.microsoft MultiHeadAttention without the [batch, heads, seq, kv_seq]
-// score tensor: flash-attention-style kernels that walk the keys in tiles
-// and keep a running softmax per query row (the row maximum and sum so far,
-// with the partial output rescaled when the maximum grows), all in float32.
+// score tensor. Flash-attention-style kernels walk the keys in tiles and keep
+// a running softmax per query row in float32: the row maximum and sum so
+// far, with the partial output rescaled when the maximum grows.
 //
 // Two kernels compute the same thing:
 //   - simtAttention: float32 arithmetic on CUDA cores, any float type and

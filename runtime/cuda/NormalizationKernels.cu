@@ -68,7 +68,7 @@ __global__ void layerNormKernel(LayerNormArgs args) {
 
 template <typename T>
 cudaError_t launchTyped(const LayerNormArgs& args, cudaStream_t stream) {
-  // Enough threads that each holds at most kValuesPerThread values, in whole
+  // Enough threads that each keeps at most kValuesPerThread values, in whole
   // warps, between one warp and 1024 threads.
   int64_t threads = (args.width + kValuesPerThread - 1) / kValuesPerThread;
   threads = (threads + 31) / 32 * 32;

@@ -1,5 +1,5 @@
-"""Prints the table of scripts/gpu-check from the files its steps wrote, and
-writes the same figures to summary.json in the results folder.
+"""Print the table of scripts/gpu-check from the files its steps wrote, and
+write the same figures to summary.json in the results folder.
 
 Exit code 1 when the GPU's outputs disagree with a reference: the CUDA tests
 failed, PyTorch's outputs differ (cosine below MIN_COSINE), or a CAIL2019 pair
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-# fp16 outputs against PyTorch fp16: both round differently, so they agree
-# to a cosine of about 0.9999, not exactly.
+# fp16 outputs against PyTorch fp16. The two round differently, so they
+# cannot agree exactly; 0.999 is an estimate of the drift, not a measurement.
 MIN_COSINE = 0.999
 # Targets of the CUDA backend on an H200 at sequence 1024.
 TARGET_BATCH64_SEQUENCES_PER_S = 2000.0
