@@ -28,6 +28,21 @@
 //    with a symbolic batch `[b, s, 12, 64]` from Shape plumbing becomes
 //    `[0, 0, 12, 64]` and the batch stays dynamic.
 //
+// 3. Constant prefix. bert4keras keeps position 0 of the padding mask
+//    unmasked with
+//
+//        Concat(ConstantOfShape(Shape(Slice(m, 0, k, axis)), value=v),
+//               Slice(m, k, end, axis), axis)
+//
+//    (with integer Casts allowed between Shape and ConstantOfShape),
+//    whose Shape reads the batch dim. When m's dim n on `axis` is known, this
+//    is Where(prefix, v, m) with `prefix` a boolean constant that is true at
+//    positions below k, of m's rank with n on `axis` and 1 elsewhere, so no
+//    shape is computed. For a boolean m it is Or(m, prefix) when v is true and
+//    And(m, not prefix) when v is false. Required: both Slices read the same m with constant
+//    bounds, unit steps, 0 < k < n, the second one reaching the end, v of m's
+//    element type, and opset 9 or later for Where.
+//
 // "Provably equal" means: the same value and axis, both dims known and
 // equal, or both symbolic with the same name in the inferred shapes (ONNX
 // shape inference gives one name to dims it knows are equal).
@@ -55,7 +70,7 @@ class SimplifyReshapesPass final : public Pass {
   std::string_view name() const override { return "simplify-reshapes"; }
   std::string_view summary() const override {
     return "Turn tensordot Reshape-MatMul-Reshape into one MatMul; make computed Reshape "
-           "shapes constant";
+           "shapes and constant-filled prefixes constant";
   }
 
   absl::StatusOr<bool> run(ir::Model& model, PassContext& context) override {
@@ -80,6 +95,19 @@ class SimplifyReshapesPass final : public Pass {
       if (makeShapeConstant(graph, *reshape, context)) {
         context.count("computed Reshape shapes made constant");
         changed = true;
+      }
+    }
+
+    if (defaultOpset(model) >= 9) {
+      std::vector<ir::Node*> concats;
+      for (const auto& node : graph.nodes()) {
+        if (node->is("Concat") && node->inputCount() == 2) concats.push_back(node.get());
+      }
+      for (ir::Node* concat : concats) {
+        if (rewriteConstantPrefix(graph, concat, context)) {
+          context.count("constant-filled prefixes made constant");
+          changed = true;
+        }
       }
     }
     return changed;
@@ -161,6 +189,123 @@ class SimplifyReshapesPass final : public Pass {
     graph.replaceAllUsesWith(result, product);
     (void)graph.eraseNode(back);
     return flatten;
+  }
+
+  // The start and end of a Slice along `axis` of a rank-`rank` input, when
+  // its bounds are constants with a unit step on that axis alone.
+  static std::optional<std::pair<int64_t, int64_t>> sliceBounds(const ir::Node& slice,
+                                                                int64_t rank, int64_t axis) {
+    if (slice.inputCount() < 3) return std::nullopt;
+    auto starts = constantInts(slice.input(1));
+    auto ends = constantInts(slice.input(2));
+    if (!starts || !ends || starts->size() != 1 || ends->size() != 1) return std::nullopt;
+    if (slice.input(3) != nullptr) {
+      auto axes = constantInts(slice.input(3));
+      if (!axes || axes->size() != 1 || normalizeAxis((*axes)[0], rank) != axis) {
+        return std::nullopt;
+      }
+    } else if (axis != 0) {
+      return std::nullopt;
+    }
+    if (slice.input(4) != nullptr) {
+      auto steps = constantInts(slice.input(4));
+      if (!steps || steps->size() != 1 || (*steps)[0] != 1) return std::nullopt;
+    }
+    return std::make_pair((*starts)[0], (*ends)[0]);
+  }
+
+  // Applies rewrite 3 anchored on `concat`; returns whether it did.
+  static bool rewriteConstantPrefix(ir::Graph& graph, ir::Node* concat, PassContext& context) {
+    const ir::Node* fill = concat->input(0)->producer();
+    const ir::Node* rest = concat->input(1)->producer();
+    if (fill == nullptr || !fill->is("ConstantOfShape") || rest == nullptr || !rest->is("Slice")) {
+      return false;
+    }
+    // tf2onnx puts an int32 round trip (two Casts) between Shape and
+    // ConstantOfShape, which keeps dims below 2^31 unchanged.
+    const ir::Node* shape = fill->input(0)->producer();
+    while (shape != nullptr && shape->is("Cast")) shape = shape->input(0)->producer();
+    if (shape == nullptr || !shape->is("Shape") || shape->hasAttribute("start") ||
+        shape->hasAttribute("end")) {
+      return false;
+    }
+    const ir::Node* head = shape->input(0)->producer();
+    if (head == nullptr || !head->is("Slice") || head->input(0) != rest->input(0)) return false;
+
+    auto refuse = [&](std::string_view reason) {
+      context.remarkMissed(*concat, absl::StrCat("constant prefix not replaced: ",
+                                                 std::string(reason)));
+      return false;
+    };
+    ir::Value* mask = rest->input(0);
+    auto dims = mask->shape();
+    auto axisAttribute = concat->intAttribute("axis", 0);
+    if (!dims || !axisAttribute.ok()) return refuse("the rank of the sliced value is unknown");
+    auto rank = static_cast<int64_t>(dims->size());
+    auto axis = normalizeAxis(*axisAttribute, rank);
+    if (!axis) return false;
+    const ir::Dim& length = (*dims)[*axis];
+    if (!length.isKnown()) {
+      return refuse(absl::StrCat("dim ", *axis, " of '", mask->name(), "' is not known"));
+    }
+    int64_t n = *length.value;
+    auto headBounds = sliceBounds(*head, rank, *axis);
+    auto restBounds = sliceBounds(*rest, rank, *axis);
+    if (!headBounds || !restBounds) return refuse("a Slice has other bounds, axes or steps");
+    int64_t k = restBounds->first;
+    if (headBounds->first != 0 || headBounds->second != k || k <= 0 || k >= n ||
+        restBounds->second < n) {
+      return refuse("the two Slices do not split the axis at one position");
+    }
+
+    std::shared_ptr<ir::Tensor> value;
+    if (const auto* attribute = fill->findAttribute("value")) {
+      auto parsed = ir::Tensor::fromProto(attribute->t(), {}, fill->describe());
+      if (!parsed.ok()) return false;
+      value = *parsed;
+    } else {
+      value = ir::Tensor::scalar<float>(0.0f);
+    }
+    if (value->elementCount() != 1 || value->dataType() != mask->elemType()) {
+      return refuse("the fill value is not one element of the sliced value's type");
+    }
+    for (const ir::Use& use : concat->output()->uses()) {
+      if (use.inputIndex == ir::Use::kImplicitUse) {
+        return refuse(absl::StrCat("the subgraph of ", use.user->describe(), " reads '",
+                                   concat->output()->name(), "' by name"));
+      }
+    }
+
+    // A boolean m takes Or (v true) or And with the complement (v false):
+    // ONNX Runtime 1.30's CPU Where has no bool kernel.
+    bool isBool = value->dataType() == ir::DataType::kBool;
+    bool fillTrue = isBool && value->rawData()[0] != 0;
+    std::vector<int64_t> prefixDims(static_cast<size_t>(rank), 1);
+    prefixDims[*axis] = n;
+    std::vector<uint8_t> prefix(static_cast<size_t>(n), 0);
+    for (int64_t i = 0; i < n; ++i) prefix[i] = (i < k) != (isBool && !fillTrue) ? 1 : 0;
+    auto prefixTensor = std::make_shared<ir::Tensor>(
+        ir::DataType::kBool, prefixDims, ir::Buffer::fromBytes(prefix.data(), prefix.size()));
+
+    ir::Value* output = concat->output();
+    ir::Value* prefixValue = graph.addInitializer(absl::StrCat(output->name(), "_prefix"),
+                                                  std::move(prefixTensor));
+    std::string nodeName = graph.uniqueNodeName(concat->name());
+    std::vector<std::string> outputName = {absl::StrCat(output->name(), "_prefixed")};
+    ir::Node* where = nullptr;
+    if (isBool) {
+      where = graph.createNode(fillTrue ? "Or" : "And", "", {mask, prefixValue}, outputName,
+                               concat, nodeName);
+    } else {
+      auto scalar = std::make_shared<ir::Tensor>(value->dataType(), std::vector<int64_t>{},
+                                                 value->buffer());
+      ir::Value* fillValue = graph.addInitializer(absl::StrCat(output->name(), "_fill"),
+                                                  std::move(scalar));
+      where = graph.createNode("Where", "", {prefixValue, fillValue, mask}, outputName, concat,
+                               nodeName);
+    }
+    forwardValue(graph, output, where->output());
+    return eraseIfDead(graph, concat);
   }
 
   static bool hasAllowZero(const ir::Node& reshape) {
