@@ -2,11 +2,11 @@
 // [batch, heads, seq, kv_seq] score tensor.
 //
 // The work is split into units of (batch, head, block of query rows). A unit
-// walks the keys in tiles and keeps a running softmax (the row maximum and
-// sum so far, with the partial output rescaled when the maximum grows), so
-// its scratch is one rows x tile score block. Tiles are sized so that each
-// OpenBLAS product stays at or below OpenBLAS's single-thread size, and the
-// units run in parallel on the kernel's ThreadPool.
+// computes its rows' scores against every key into a per-thread rows x
+// kv_seq scratch, applies the masks and the softmax row by row, and
+// multiplies by V. The products go tile by tile over the keys, each tile
+// small enough for OpenBLAS to run it on one thread, and the units run in
+// parallel on the kernel's ThreadPool.
 #include <cmath>
 #include <limits>
 
@@ -97,9 +97,32 @@ class MultiHeadAttentionKernel : public CpuKernel {
     const int64_t units = g.batch * numHeads_ * blocks;
     const int64_t unitCost = rowsPerUnit * g.keySequence * (g.headSize + g.valueHeadSize);
 
+    // K transposed per key tile: tile [key0, key0 + keys) of (batch b, head n)
+    // is a row-major [head_size, keys] block at ((b * heads + n) * kv_seq +
+    // key0) * head_size. OpenBLAS 0.3.21 runs the tile products about 1.7x
+    // faster from this layout than from K rows with a transpose flag
+    // (measured on the 2-core AVX-512 development machine, 32 x 128 x 64).
+    std::vector<float> keysTransposed(
+        static_cast<size_t>(g.batch * numHeads_ * g.keySequence * g.headSize));
+    parallelFor(context.threads, g.batch * numHeads_, g.keySequence * g.headSize,
+                [&](int64_t begin, int64_t end) {
+                  for (int64_t item = begin; item < end; ++item) {
+                    const int64_t b = item / numHeads_;
+                    const int64_t n = item % numHeads_;
+                    float* head = keysTransposed.data() + item * g.keySequence * g.headSize;
+                    for (int64_t key0 = 0; key0 < g.keySequence; key0 += kKeyTile) {
+                      const int64_t keys = std::min(kKeyTile, g.keySequence - key0);
+                      float* tile = head + key0 * g.headSize;
+                      for (int64_t j = 0; j < keys; ++j) {
+                        const float* key = views[1].at(b, key0 + j, n);
+                        for (int64_t d = 0; d < g.headSize; ++d) tile[d * keys + j] = key[d];
+                      }
+                    }
+                  }
+                });
+
     parallelFor(context.threads, units, unitCost, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores(static_cast<size_t>(rowsPerUnit * kKeyTile));
-      std::vector<float> rowMax(static_cast<size_t>(rowsPerUnit));
+      std::vector<float> scores(static_cast<size_t>(rowsPerUnit * g.keySequence));
       std::vector<float> rowSum(static_cast<size_t>(rowsPerUnit));
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t block = unit % blocks;
@@ -108,67 +131,60 @@ class MultiHeadAttentionKernel : public CpuKernel {
         const int64_t row0 = block * rowsPerUnit;
         const int64_t rows = std::min(rowsPerUnit, g.sequence - row0);
         float* out = output + (b * g.sequence + row0) * outputRowStride + n * g.valueHeadSize;
-        std::fill_n(rowMax.begin(), rows, -std::numeric_limits<float>::infinity());
-        std::fill_n(rowSum.begin(), rows, 0.0f);
 
+        // scores = scale * Q K^T for the block's rows, one key tile per product.
         for (int64_t key0 = 0; key0 < g.keySequence; key0 += kKeyTile) {
           const int64_t keys = std::min(kKeyTile, g.keySequence - key0);
-          // scores = scale * Q K^T for this tile.
-          gemm(false, true, rows, keys, g.headSize, scale, views[0].at(b, row0, n),
-               views[0].sequenceStride, views[1].at(b, key0, n), views[1].sequenceStride, 0.0f,
-               scores.data(), keys);
-
-          for (int64_t r = 0; r < rows; ++r) {
-            float* row = scores.data() + r * keys;
-            const int64_t t = row0 + r;
-            if (!keyMask->empty()) {
-              const float* additions = keyMask->data() + b * g.keySequence + key0;
-              for (int64_t j = 0; j < keys; ++j) row[j] += additions[j];
-            }
-            if (mask3d != nullptr) {
-              const float* additions = mask3d + (b * g.sequence + t) * g.keySequence + key0;
-              for (int64_t j = 0; j < keys; ++j) row[j] += additions[j];
-            }
-            if (unidirectional_) {
-              // Key j is in the future of query t when j > t + (kv_seq - seq).
-              const int64_t lastVisible = t + g.keySequence - g.sequence;
-              for (int64_t j = std::max<int64_t>(0, lastVisible + 1 - key0); j < keys; ++j) {
-                row[j] += maskFilterValue_;
-              }
-            }
-            if (attentionBias != nullptr) {
-              const int64_t biasBatch = attentionBiasShape[0] == 1 ? 0 : b;
-              const int64_t biasHead = attentionBiasShape[1] == 1 ? 0 : n;
-              const float* additions =
-                  attentionBias +
-                  ((biasBatch * attentionBiasShape[1] + biasHead) * g.sequence + t) * g.keySequence +
-                  key0;
-              for (int64_t j = 0; j < keys; ++j) row[j] += additions[j];
-            }
-
-            // Running softmax: exponentiate against the new maximum and
-            // rescale what was accumulated against the old one.
-            const float tileMax = maxOf(row, keys);
-            const float newMax = std::max(rowMax[r], tileMax);
-            if (newMax == -std::numeric_limits<float>::infinity()) {
-              std::fill_n(row, keys, 0.0f);
-              continue;
-            }
-            const float tileSum = expShiftedSum(row, newMax, row, keys);
-            const float correction = key0 == 0 ? 0.0f : std::exp(rowMax[r] - newMax);
-            rowSum[r] = rowSum[r] * correction + tileSum;
-            rowMax[r] = newMax;
-            if (key0 > 0 && correction != 1.0f) {
-              scaleInPlace(out + r * outputRowStride, correction, g.valueHeadSize);
-            }
-          }
-
-          // out += P V for this tile (out = P V for the first).
-          gemm(false, false, rows, g.valueHeadSize, keys, 1.0f, scores.data(), keys,
-               views[2].at(b, key0, n), views[2].sequenceStride, key0 == 0 ? 0.0f : 1.0f, out,
-               outputRowStride);
+          const float* tile =
+              keysTransposed.data() + ((b * numHeads_ + n) * g.keySequence + key0) * g.headSize;
+          gemm(false, false, rows, keys, g.headSize, scale, views[0].at(b, row0, n),
+               views[0].sequenceStride, tile, keys, 0.0f, scores.data() + key0, g.keySequence);
         }
 
+        // Masks, then e^(score - row max). The division by the row sum is
+        // left for the output rows, which are shorter.
+        for (int64_t r = 0; r < rows; ++r) {
+          float* row = scores.data() + r * g.keySequence;
+          const int64_t t = row0 + r;
+          if (!keyMask->empty()) {
+            addRows(row, keyMask->data() + b * g.keySequence, nullptr, row, g.keySequence);
+          }
+          if (mask3d != nullptr) {
+            addRows(row, mask3d + (b * g.sequence + t) * g.keySequence, nullptr, row,
+                    g.keySequence);
+          }
+          if (unidirectional_) {
+            // Key j is in the future of query t when j > t + (kv_seq - seq).
+            const int64_t lastVisible = t + g.keySequence - g.sequence;
+            for (int64_t j = std::max<int64_t>(0, lastVisible + 1); j < g.keySequence; ++j) {
+              row[j] += maskFilterValue_;
+            }
+          }
+          if (attentionBias != nullptr) {
+            const int64_t biasBatch = attentionBiasShape[0] == 1 ? 0 : b;
+            const int64_t biasHead = attentionBiasShape[1] == 1 ? 0 : n;
+            const float* additions =
+                attentionBias +
+                ((biasBatch * attentionBiasShape[1] + biasHead) * g.sequence + t) * g.keySequence;
+            addRows(row, additions, nullptr, row, g.keySequence);
+          }
+          const float max = maxOf(row, g.keySequence);
+          if (max == -std::numeric_limits<float>::infinity()) {
+            // Every score is -inf (only an attention_bias can do that).
+            std::fill_n(row, g.keySequence, 0.0f);
+            rowSum[r] = 0.0f;
+            continue;
+          }
+          rowSum[r] = expShiftedSum(row, max, row, g.keySequence);
+        }
+
+        // out = P V, accumulated over the key tiles, then divided by the sums.
+        for (int64_t key0 = 0; key0 < g.keySequence; key0 += kKeyTile) {
+          const int64_t keys = std::min(kKeyTile, g.keySequence - key0);
+          gemm(false, false, rows, g.valueHeadSize, keys, 1.0f, scores.data() + key0,
+               g.keySequence, views[2].at(b, key0, n), views[2].sequenceStride,
+               key0 == 0 ? 0.0f : 1.0f, out, outputRowStride);
+        }
         for (int64_t r = 0; r < rows; ++r) {
           const float inverse = rowSum[r] > 0.0f ? 1.0f / rowSum[r] : 0.0f;
           scaleInPlace(out + r * outputRowStride, inverse, g.valueHeadSize);
