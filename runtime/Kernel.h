@@ -30,7 +30,9 @@ struct KernelContext {
   // and null data.
   std::span<const TensorView> inputs;
   // One view per node output. In inferOutputs() the kernel sets type and
-  // shape; in compute() data points to a buffer of that size.
+  // shape; in compute() data points to a buffer of that size. The CPU
+  // kernels skip optional outputs whose data is null in compute(), so an
+  // executor need not allocate outputs the node omits.
   std::span<TensorView> outputs;
   // Threads the kernel may use; null means run on the calling thread.
   ThreadPool* threads = nullptr;
@@ -43,7 +45,8 @@ class Kernel {
   // readable here (host backends), because some output shapes depend on it.
   virtual absl::Status inferOutputs(KernelContext& context) = 0;
   virtual absl::Status compute(KernelContext& context) = 0;
-  // True for kernels that may write output i into input i's buffer.
+  // True for kernels that may write output i into input i's buffer when the
+  // two have the same element type and size.
   virtual bool canRunInPlace() const { return false; }
 };
 
