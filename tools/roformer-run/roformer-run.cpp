@@ -1,6 +1,7 @@
 // roformer-run: runs an ONNX model with the project's runtime and reports
 // latency and throughput like trtexec, CAIL2019-SCM pairwise accuracy, and
 // the differences from a reference model.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -324,8 +325,18 @@ absl::Status runCail2019Mode(RunContext& context) {
 struct TimedRuns {
   std::vector<double> latenciesMs;
   double wallSeconds = 0;
+  // Processor time of the whole process (every thread, user and system)
+  // during the timed runs.
+  double cpuSeconds = 0;
   std::map<std::string, HostTensor> outputs;
 };
+
+double processCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 bool sameBytes(const std::map<std::string, HostTensor>& a,
                const std::map<std::string, HostTensor>& b) {
@@ -374,6 +385,7 @@ absl::StatusOr<TimedRuns> timeRuns(const Session& session,
       }
     }
   };
+  double cpuStart = processCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   if (threadCount == 1) {
     worker(0);
@@ -384,6 +396,7 @@ absl::StatusOr<TimedRuns> timeRuns(const Session& session,
   }
   timed.wallSeconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  timed.cpuSeconds = processCpuSeconds() - cpuStart;
 
   for (int i = 0; i < threadCount; ++i) {
     if (!errors[i].ok()) return errors[i];
@@ -473,6 +486,11 @@ absl::Status runLatencyMode(RunContext& context) {
                                  concurrency.getValue(), iterations.getValue());
   }
   printLatency(stats, batch, throughput);
+  double cpuMsPerRun = 1000.0 * timed->cpuSeconds / static_cast<double>(stats.count);
+  // On a machine shared with other jobs, latency grows with their load but
+  // processor time per run much less, so both are shown.
+  std::cout << absl::StrFormat("CPU time: %.3f ms per run (all threads, user and system)\n",
+                               cpuMsPerRun);
   runtime::SessionStats sessionStats = session.stats();
   std::cout << absl::StrFormat(
       "Arena: %.2f MiB for %.2f MiB of intermediate tensors, %d of %d steps in place\n",
@@ -492,6 +510,7 @@ absl::Status runLatencyMode(RunContext& context) {
   json.integer("iterations", iterations);
   json.integer("concurrency", concurrency);
   writeLatencyJson(json, stats, throughput);
+  json.number("cpu_ms_per_run", cpuMsPerRun);
   json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
   json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
   json.integer("in_place_steps", static_cast<int64_t>(sessionStats.inPlaceSteps));
