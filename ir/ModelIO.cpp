@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -283,6 +284,48 @@ absl::Status inlineExternalTensors(onnx::NodeProto& node, const std::filesystem:
   return absl::OkStatus();
 }
 
+// Checks the known dims of a declared type (of a tensor, or of the tensors in
+// a sequence, optional or map): none negative, and the element count and
+// byte size fit in 64 bits, so passes that compute with them cannot overflow.
+absl::Status checkDeclaredType(const onnx::TypeProto& type, const std::string& what) {
+  switch (type.value_case()) {
+    case onnx::TypeProto::kSequenceType:
+      return checkDeclaredType(type.sequence_type().elem_type(), what);
+    case onnx::TypeProto::kOptionalType:
+      return checkDeclaredType(type.optional_type().elem_type(), what);
+    case onnx::TypeProto::kMapType:
+      return checkDeclaredType(type.map_type().value_type(), what);
+    case onnx::TypeProto::kTensorType:
+      break;
+    default:
+      return absl::OkStatus();
+  }
+  const auto& tensor = type.tensor_type();
+  if (!tensor.has_shape()) return absl::OkStatus();
+  std::vector<int64_t> known;
+  int64_t count = 1;
+  bool overflow = false;
+  for (int i = 0; i < tensor.shape().dim_size(); ++i) {
+    const auto& dim = tensor.shape().dim(i);
+    if (!dim.has_dim_value()) continue;
+    if (dim.dim_value() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": dim ", i, " is ", dim.dim_value(),
+                                                     "; dims must be >= 0"));
+    }
+    known.push_back(dim.dim_value());
+    overflow = overflow || __builtin_mul_overflow(count, dim.dim_value(), &count);
+  }
+  uint64_t bytes = 0;
+  size_t elementSize = dataTypeSize(static_cast<DataType>(tensor.elem_type()));
+  if (overflow || (isValidDataType(tensor.elem_type()) &&
+                   __builtin_mul_overflow(static_cast<uint64_t>(count), elementSize, &bytes))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": dims [", absl::StrJoin(known, ", "),
+        "] need more elements or bytes than 64 bits can count"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::filesystem::path& baseDir,
                          const std::string& source) {
   graph.setName(proto.name());
@@ -299,6 +342,11 @@ absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::files
     if (graph.findValue(input.name()) != nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": graph input '", input.name(), "' is declared twice"));
+    }
+    if (auto status = checkDeclaredType(
+            input.type(), absl::StrCat(source, ": graph input '", input.name(), "'"));
+        !status.ok()) {
+      return status;
     }
     Value* value = graph.getOrCreateValue(input.name());
     value->setType(input.type());
@@ -373,12 +421,22 @@ absl::Status importGraph(onnx::GraphProto& proto, Graph& graph, const std::files
   }
 
   for (const auto& info : proto.value_info()) {
+    if (auto status =
+            checkDeclaredType(info.type(), absl::StrCat(source, ": value '", info.name(), "'"));
+        !status.ok()) {
+      return status;
+    }
     Value* value = graph.getOrCreateValue(info.name());
     value->setType(info.type());
     value->setDocString(info.doc_string());
   }
 
   for (const auto& output : proto.output()) {
+    if (auto status = checkDeclaredType(
+            output.type(), absl::StrCat(source, ": graph output '", output.name(), "'"));
+        !status.ok()) {
+      return status;
+    }
     Value* value = graph.getOrCreateValue(output.name());
     if (output.has_type()) value->setType(output.type());
     if (!output.doc_string().empty()) value->setDocString(output.doc_string());

@@ -403,6 +403,45 @@ TEST(Robustness, HugeDimsWithoutDataRejectedBeforeAllocation) {
   EXPECT_MESSAGE_HAS(status, "need 4398046511104");
 }
 
+TEST(Robustness, NegativeDeclaredDimRejected) {
+  onnx::ModelProto model = makeModel();
+  model.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()
+      ->mutable_shape()->mutable_dim(0)->set_dim_value(-5);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx: graph input 'x'");
+  EXPECT_MESSAGE_HAS(status, "dim 0 is -5");
+}
+
+TEST(Robustness, OverflowingDeclaredDimsRejected) {
+  // Size(x) of such an input would fold to the wrapped product.
+  onnx::ModelProto model = makeModel();
+  auto* shape = model.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()
+                    ->mutable_shape();
+  shape->mutable_dim(0)->set_dim_value(int64_t{1} << 62);
+  shape->add_dim()->set_dim_value(int64_t{1} << 62);
+  auto status = importStatus(model);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx: graph output 'y'");
+  EXPECT_MESSAGE_HAS(status, "64 bits");
+
+  // 2^62 floats count fine but need 2^64 bytes.
+  onnx::ModelProto bytes = makeModel();
+  auto* info = bytes.mutable_graph()->add_value_info();
+  *info = floatInfo("r", {int64_t{1} << 62});
+  status = importStatus(bytes);
+  EXPECT_MESSAGE_HAS(status, "bad.onnx: value 'r'");
+  EXPECT_MESSAGE_HAS(status, "64 bits");
+}
+
+TEST(Robustness, SymbolicDimsNotCounted) {
+  onnx::ModelProto model = makeModel();
+  auto* shape = model.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()
+                    ->mutable_shape();
+  shape->mutable_dim(0)->set_dim_param("batch");
+  shape->add_dim()->set_dim_param("sequence");
+  auto loaded = importModel(model, ".", "symbolic.onnx");
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+}
+
 TEST(Robustness, StringCountMismatchRejected) {
   onnx::ModelProto model = makeModel();
   auto* tensor = weights(model);

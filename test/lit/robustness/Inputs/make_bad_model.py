@@ -207,6 +207,21 @@ def bytes_overflow(out):
     return model.SerializeToString()
 
 
+def input_dims_negative(out):
+    model = make_model([helper.make_node("Size", ["x:0"], ["y:0"], name="model/Size")],
+                       inputs=[value_info("x:0", [-5, 3])],
+                       outputs=[value_info("y:0", [], TensorProto.INT64)])
+    return model.SerializeToString()
+
+
+def input_dims_overflow(out):
+    # Size(x:0) would fold to the product of the dims, 2^124, which wraps to 0.
+    model = make_model([helper.make_node("Size", ["x:0"], ["y:0"], name="model/Size")],
+                       inputs=[value_info("x:0", [1 << 62, 1 << 62])],
+                       outputs=[value_info("y:0", [], TensorProto.INT64)])
+    return model.SerializeToString()
+
+
 def huge_constant_of_shape(out):
     # ConstantOfShape to [2^20, 2^20, 2^10] floats: 4 PiB, far more than any
     # machine has. Folding must skip it or fail, without trying to allocate.
