@@ -1,6 +1,6 @@
 // cse: common subexpression elimination. Two nodes compute the same values
 // when they have the same domain, op type, number of outputs, attributes and
-// inputs; the later one's outputs are replaced by the earlier one's.
+// inputs. The later node's outputs are then replaced by the earlier one's.
 //
 // Inputs are the same when they are the same value or, for constants
 // (initializers and Constant nodes), when their type, dims and bytes are
@@ -18,7 +18,7 @@
 //
 // Never merged: nodes with subgraphs, random ops (two draws are different
 // values), nodes with no outputs, and merges that would rename the model's
-// interface (see replacementBlocker; a remark says which).
+// interface (see replacementBlocker). A remark names the blocking value.
 #include <algorithm>
 #include <string>
 #include <unordered_map>
@@ -133,9 +133,9 @@ class CsePass final : public Pass {
   }
 
   // Numbers constants so that tensors with equal content get equal numbers.
-  // Small tensors are looked up by their bytes; larger ones are compared with
-  // the earlier tensors of the same type and dims, where a difference usually
-  // shows in the first bytes, so weights are not hashed on every run.
+  // Small tensors are looked up by their bytes. Larger ones are compared with
+  // the earlier tensors of the same type and dims, which usually differ in
+  // their first bytes, so weights are not hashed on every run.
   size_t constantId(const std::shared_ptr<ir::Tensor>& tensor) {
     auto known = constantIds_.find(tensor.get());
     if (known != constantIds_.end()) return known->second;

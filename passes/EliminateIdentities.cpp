@@ -10,10 +10,10 @@
 //   Reshape(x, shape) where the constant shape resolves to x's dims (each
 //     entry equal to the known dim, 0 with allowzero=0, or a single -1 when all
 //     other entries match), or where x and the output have the same static shape
-//   Transpose(x) with the identity permutation, and
-//   Transpose(Transpose(x, p1), p2) where applying p1 then p2 is the identity
+//   Transpose(x) with the identity permutation.
+//   Transpose(Transpose(x, p1), p2) where applying p1 then p2 is the identity.
 //   Squeeze(Unsqueeze(x, axes), axes) and Unsqueeze(Squeeze(x, axes), axes)
-//     with the same axes (attribute before opset 13, input from 13 on)
+//     with the same axes (attribute before opset 13, input from 13 on).
 //   Mul(x, 1), Mul(1, x), Div(x, 1), Add(x, 0), Add(0, x), Sub(x, 0), where the
 //     constant has only 1s (or 0s) and broadcasting it cannot change x's
 //     shape: every dim of the constant is 1 and its rank is at most x's. For
@@ -28,10 +28,10 @@
 //   exactly. Without this every layer's mask is a separate value and CSE
 //   cannot share one mask computation.
 //
-// Refused (remark): an output that is a graph output when the forwarded input
-// cannot take over its name (a graph input, an initializer, another graph
-// output, or a value a subgraph reads by name), and a value a subgraph reads
-// by name. The node stays for dce to remove once nothing uses it.
+// Rejected (remark): a value that a subgraph reads by name, and an output
+// that is a graph output when the forwarded input cannot take over its name.
+// That is the case for a graph input, an initializer, another graph output
+// and a value a subgraph reads by name. The node stays for dce to remove once nothing uses it.
 #include <string>
 #include <vector>
 
@@ -147,25 +147,39 @@ class EliminateIdentitiesPass final : public Pass {
     const std::string& op = node.opType();
     ir::Value* x = node.input(0);
     if (x == nullptr) return std::nullopt;
+
     if (op == "Identity") return Forward{x, "Identity removed"};
     if (op == "Dropout" && isInferenceDropout(node, opset)) {
       return Forward{x, "inference Dropout removed"};
     }
-    if (op == "Cast") {
-      auto to = node.intAttribute("to", -1);
-      if (to.ok() && x->elemType() != ir::DataType::kUndefined &&
-          static_cast<int64_t>(x->elemType()) == *to) {
-        return Forward{x, "Cast to the same type removed"};
-      }
-      return std::nullopt;
+    if (op == "Cast" && isSameTypeCast(node)) return Forward{x, "Cast to the same type removed"};
+    if (op == "Reshape" && isNoOpReshape(node)) {
+      return Forward{x, "Reshape to the same shape removed"};
     }
-    if (op == "Reshape" && isNoOpReshape(node)) return Forward{x, "Reshape to the same shape removed"};
     if (op == "Transpose") return matchTranspose(node);
     if (op == "Squeeze" || op == "Unsqueeze") return matchSqueezePair(node);
+    if (op == "Greater") {
+      ir::Value* mask = matchMergedMask(node);
+      if (mask == nullptr) return std::nullopt;
+      return Forward{mask, "Keras merged masks removed"};
+    }
+    return matchNeutralOperand(node);
+  }
+
+  static bool isSameTypeCast(const ir::Node& cast) {
+    auto to = cast.intAttribute("to", -1);
+    ir::DataType type = cast.input(0)->elemType();
+    return to.ok() && type != ir::DataType::kUndefined && static_cast<int64_t>(type) == *to;
+  }
+
+  // Mul or Div by 1, Add or Sub of 0; Mul and Add take the constant on either
+  // side.
+  static std::optional<Forward> matchNeutralOperand(const ir::Node& node) {
+    const std::string& op = node.opType();
+    if (node.inputCount() != 2 || node.input(1) == nullptr) return std::nullopt;
     if (op == "Mul" || op == "Add") {
       double neutral = op == "Mul" ? 1.0 : 0.0;
       std::string rule = op == "Mul" ? "Mul by one removed" : "Add of zero removed";
-      if (node.inputCount() != 2 || node.input(1) == nullptr) return std::nullopt;
       if (isNeutralConstant(node.input(1), neutral, node.input(0))) {
         return Forward{node.input(0), rule};
       }
@@ -174,15 +188,10 @@ class EliminateIdentitiesPass final : public Pass {
       }
       return std::nullopt;
     }
-    if (op == "Greater") {
-      if (ir::Value* mask = matchMergedMask(node)) return Forward{mask, "Keras merged masks removed"};
-      return std::nullopt;
-    }
     if (op == "Sub" || op == "Div") {
       double neutral = op == "Div" ? 1.0 : 0.0;
-      if (node.inputCount() == 2 && node.input(1) != nullptr &&
-          isNeutralConstant(node.input(1), neutral, x)) {
-        return Forward{x, op == "Div" ? "Div by one removed" : "Sub of zero removed"};
+      if (isNeutralConstant(node.input(1), neutral, node.input(0))) {
+        return Forward{node.input(0), op == "Div" ? "Div by one removed" : "Sub of zero removed"};
       }
     }
     return std::nullopt;

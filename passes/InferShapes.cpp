@@ -1,12 +1,11 @@
 // infer-shapes: runs ONNX's type and shape inference (with the project's
-// contrib-op schemas) and folds shape computations whose answer the inferred
-// shapes already fix.
+// contrib-op schemas) and folds shape computations whose result the inferred
+// shapes already determine.
 //
 // Inference starts afresh on every run: the types of values that nodes
-// compute are cleared first, because ONNX keeps an existing symbolic dim
-// rather than the one it infers, so names invented before a rewrite (such as
-// `unk__69` behind a computed Reshape) would otherwise never become the
-// input's `B` again. A value that inference cannot type (an op without a
+// compute are cleared first. ONNX keeps an existing symbolic dim rather than
+// the one it infers, so a name invented before a rewrite (such as `unk__69`
+// behind a computed Reshape) would otherwise never become the input's `B`. A value that inference cannot type (an op without a
 // schema) gets its previous type back. Graph outputs keep their declared
 // types, merged with what inference adds.
 //

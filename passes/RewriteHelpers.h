@@ -14,14 +14,15 @@ namespace roformer::passes {
 
 // Returns why every use of `from` cannot be redirected to `to` with
 // Graph::replaceAllUsesWith, or an empty string when it can. The redirect is
-// unsafe when a subgraph reads `from` by name (the subgraph would keep the old
-// name), and when `from` is a graph output and `to` cannot take over its name:
-// `to` is a graph input, an initializer or another graph output (whose names
-// are part of the model's interface), or a subgraph reads `to` by name.
+// unsafe when a subgraph reads `from` by name, because the subgraph would keep
+// the old name. It is also unsafe when `from` is a graph output and `to`
+// cannot take over its name: `to` is a graph input, an initializer or another
+// graph output (names of the model's interface), or a subgraph reads `to` by
+// name.
 std::string replacementBlocker(const ir::Value* from, const ir::Value* to);
 
 // Redirects every use of `from` to `to` (check replacementBlocker first).
-// Both are the same tensor, so dims that `from`'s type knows and `to`'s type
+// Both are the same tensor, so dims that `from`'s type has and `to`'s type
 // lacks are copied to `to`: a graph output keeps the shape it declared even
 // when inference has not reached `to` yet, which ONNX's checker requires.
 void forwardValue(ir::Graph& graph, ir::Value* from, ir::Value* to);

@@ -7,13 +7,13 @@
 // inputs that way. Options widen the set of values (`outputs`, `all`) and
 // narrow the alphabet. A name that is already taken gets a numeric suffix.
 //
-// Refused: a value that a subgraph (If, Loop, Scan) reads by name, because the
+// Rejected: a value that a subgraph (If, Loop, Scan) reads by name, because the
 // subgraph would still refer to the old name. Such values keep their names and
 // are reported as missed remarks.
 //
-// The old-to-new mapping of graph inputs and outputs is printed with --stats;
-// `name-map=FILE` writes the whole mapping (JSON for a `.json` file, else one
-// tab-separated `old<TAB>new` line per rename).
+// --stats prints the old-to-new mapping of graph inputs and outputs.
+// `name-map=FILE` writes the whole mapping: JSON for a `.json` file, else one
+// tab-separated `old<TAB>new` line per rename.
 #include <array>
 #include <string>
 #include <vector>

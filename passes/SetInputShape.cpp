@@ -9,8 +9,8 @@
 // An entry's name is matched exactly first. Because sanitize-names runs
 // earlier in the default pipeline, a name that matches no input is then
 // compared with the inputs by its letters and digits only, so
-// `input_token:0` finds the input renamed to `input_token0`; two inputs
-// matching that way is an error.
+// `input_token:0` finds the input renamed to `input_token0`. Two inputs
+// matching that way are an error.
 //
 // Rejected with an error: a name that matches no input (the message lists
 // the inputs), a rank different from the input's, a dim that is neither a
@@ -19,8 +19,8 @@
 // Types inferred earlier for other values may contradict the new input
 // shape, and ONNX's inference keeps an existing symbolic dim rather than
 // replacing it. So when an input changes, the pass clears the types of every
-// value that a node computes, and the known dims of graph outputs (their
-// element types, ranks and symbolic dims stay); the next infer-shapes derives
+// value that a node computes, and the known dims of graph outputs, whose
+// element types, ranks and symbolic dims stay. The next infer-shapes derives
 // them again from the new input shapes.
 #include <cctype>
 #include <string>

@@ -10,7 +10,7 @@ namespace roformer::passes {
 namespace {
 
 // Nested shape computations in the exports are a few levels deep, and shape
-// tensors have one entry per axis; the limits only keep pathological graphs
+// tensors have one entry per axis. The limits only keep pathological graphs
 // (or large integer weights) from being traced.
 constexpr int kMaxTraceDepth = 32;
 constexpr int64_t kMaxEntries = 256;

@@ -39,7 +39,7 @@ std::optional<std::vector<ShapeEntry>> traceEntries(const ir::Value* value);
 // The inferred dim a kDimOf entry refers to, or nullopt.
 std::optional<ir::Dim> dimOfEntry(const ShapeEntry& entry);
 
-// The entry's value when it is a constant or a dim that inference knows.
+// The entry's value when it is a constant or a dim that inference found.
 std::optional<int64_t> knownEntryValue(const ShapeEntry& entry);
 
 // True when `entry` is provably dim `axis` of `value`, whose inferred dims

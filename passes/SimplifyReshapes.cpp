@@ -12,13 +12,13 @@
 //        y
 //
 //    which is MatMul(x, W) by ONNX's broadcasting of a rank-2 right operand.
-//    The MatMul node is kept (with its name) and takes x directly; the outer
-//    Reshape goes, and the inner one once its last user (CSE may have merged
-//    the Q, K and V flattens into one) is rewritten. Required: `m` has no
-//    other user and is not a graph output, s1 has two entries with the second provably equal to x's
-//    last dim, and s2 has one entry per dim of x whose entries are provably
-//    x's leading dims and N, except for at most one entry: the element count
-//    then forces that one.
+//    The MatMul node is kept (with its name) and takes x directly. The outer
+//    Reshape goes, and the inner one goes once its last user is rewritten
+//    (CSE may have merged the Q, K and V flattens into one). Required:
+//    - `m` has no other user and is not a graph output;
+//    - s1 has two entries, the second provably equal to x's last dim;
+//    - s2 has one entry per dim of x, provably x's leading dims and N, except
+//      for at most one entry, which the element count then forces.
 //
 // 2. Computed shapes. A Reshape whose shape input is computed (Shape, Gather,
 //    Slice, Concat, Cast, Unsqueeze, ... of other values) gets a constant
@@ -45,9 +45,9 @@
 //
 // "Provably equal" means: the same value and axis, both dims known and
 // equal, or both symbolic with the same name in the inferred shapes (ONNX
-// shape inference gives one name to dims it knows are equal).
+// shape inference gives one name to dims it has proven equal).
 //
-// Refused (with a remark): Reshape with allowzero=1 when a 0 would be needed,
+// Rejected (with a remark): Reshape with allowzero=1 when a 0 would be needed,
 // shapes with two or more entries that cannot be proven, and rewrites that
 // would rename a graph output. NOTE: a -1 replacing an entry is wrong only
 // for tensors with a zero-size dim, where Reshape rejects -1; the original
@@ -126,38 +126,38 @@ class SimplifyReshapesPass final : public Pass {
       return nullptr;
     }
     // From here on the shape is the tensordot's: explain refusals.
-    auto refuse = [&](std::string_view reason) -> ir::Node* {
+    auto reject = [&](std::string_view reason) -> ir::Node* {
       context.remarkMissed(*back, absl::StrCat("tensordot not simplified: ", std::string(reason)));
       return nullptr;
     };
     if (product->singleUser() != back) {
-      return refuse(absl::StrCat("the MatMul result '", product->name(), "' has other users"));
+      return reject(absl::StrCat("the MatMul result '", product->name(), "' has other users"));
     }
 
     ir::Value* x = flatten->input(0);
     ir::Value* weight = matmul->input(1);
     auto xDims = x->shape();
     auto weightDims = weight->shape();
-    if (!xDims || xDims->size() < 2) return refuse("the rank of the input is unknown or below 2");
-    if (!weightDims || weightDims->size() != 2) return refuse("the weight is not of rank 2");
+    if (!xDims || xDims->size() < 2) return reject("the rank of the input is unknown or below 2");
+    if (!weightDims || weightDims->size() != 2) return reject("the weight is not of rank 2");
     auto rank = static_cast<int64_t>(xDims->size());
 
     auto flatShape = traceEntries(flatten->input(1));
     if (!flatShape || flatShape->size() != 2) {
-      return refuse("the first Reshape does not flatten to rank 2");
+      return reject("the first Reshape does not flatten to rank 2");
     }
     ShapeEntry inner = (*flatShape)[1];
     bool innerIsLastDim = entryEqualsDim(inner, x, rank - 1, xDims) ||
                           (inner.kind == ShapeEntry::Kind::kConstant && inner.constant == 0 &&
                            rank == 2 && !hasAllowZero(*flatten));
     if (!innerIsLastDim) {
-      return refuse(absl::StrCat("the first Reshape's shape ", describeEntries(*flatShape),
+      return reject(absl::StrCat("the first Reshape's shape ", describeEntries(*flatShape),
                                  " does not keep the last dim of '", x->name(), "'"));
     }
 
     auto backShape = traceEntries(back->input(1));
     if (!backShape || static_cast<int64_t>(backShape->size()) != rank) {
-      return refuse(absl::StrCat("the second Reshape does not restore the rank ", rank, " of '",
+      return reject(absl::StrCat("the second Reshape does not restore the rank ", rank, " of '",
                                  x->name(), "'"));
     }
     int unproven = 0;
@@ -175,14 +175,14 @@ class SimplifyReshapesPass final : public Pass {
                        rank == 2 && !hasAllowZero(*back));
     if (!lastProven) ++unproven;
     if (unproven > 1) {
-      return refuse(absl::StrCat("the second Reshape's shape ", describeEntries(*backShape),
+      return reject(absl::StrCat("the second Reshape's shape ", describeEntries(*backShape),
                                  " is not provably the leading dims of '", x->name(),
                                  "' and the weight's last dim"));
     }
 
     ir::Value* result = back->output();
     std::string blocker = replacementBlocker(result, product);
-    if (!blocker.empty()) return refuse(blocker);
+    if (!blocker.empty()) return reject(blocker);
 
     matmul->setInput(0, x);
     product->setType(result->type());
@@ -232,7 +232,7 @@ class SimplifyReshapesPass final : public Pass {
     const ir::Node* head = shape->input(0)->producer();
     if (head == nullptr || !head->is("Slice") || head->input(0) != rest->input(0)) return false;
 
-    auto refuse = [&](std::string_view reason) {
+    auto reject = [&](std::string_view reason) {
       context.remarkMissed(*concat, absl::StrCat("constant prefix not replaced: ",
                                                  std::string(reason)));
       return false;
@@ -240,22 +240,22 @@ class SimplifyReshapesPass final : public Pass {
     ir::Value* mask = rest->input(0);
     auto dims = mask->shape();
     auto axisAttribute = concat->intAttribute("axis", 0);
-    if (!dims || !axisAttribute.ok()) return refuse("the rank of the sliced value is unknown");
+    if (!dims || !axisAttribute.ok()) return reject("the rank of the sliced value is unknown");
     auto rank = static_cast<int64_t>(dims->size());
     auto axis = normalizeAxis(*axisAttribute, rank);
     if (!axis) return false;
     const ir::Dim& length = (*dims)[*axis];
     if (!length.isKnown()) {
-      return refuse(absl::StrCat("dim ", *axis, " of '", mask->name(), "' is not known"));
+      return reject(absl::StrCat("dim ", *axis, " of '", mask->name(), "' is not known"));
     }
     int64_t n = *length.value;
     auto headBounds = sliceBounds(*head, rank, *axis);
     auto restBounds = sliceBounds(*rest, rank, *axis);
-    if (!headBounds || !restBounds) return refuse("a Slice has other bounds, axes or steps");
+    if (!headBounds || !restBounds) return reject("a Slice has other bounds, axes or steps");
     int64_t k = restBounds->first;
     if (headBounds->first != 0 || headBounds->second != k || k <= 0 || k >= n ||
         restBounds->second < n) {
-      return refuse("the two Slices do not split the axis at one position");
+      return reject("the two Slices do not split the axis at one position");
     }
 
     std::shared_ptr<ir::Tensor> value;
@@ -267,11 +267,11 @@ class SimplifyReshapesPass final : public Pass {
       value = ir::Tensor::scalar<float>(0.0f);
     }
     if (value->elementCount() != 1 || value->dataType() != mask->elemType()) {
-      return refuse("the fill value is not one element of the sliced value's type");
+      return reject("the fill value is not one element of the sliced value's type");
     }
     for (const ir::Use& use : concat->output()->uses()) {
       if (use.inputIndex == ir::Use::kImplicitUse) {
-        return refuse(absl::StrCat("the subgraph of ", use.user->describe(), " reads '",
+        return reject(absl::StrCat("the subgraph of ", use.user->describe(), " reads '",
                                    concat->output()->name(), "' by name"));
       }
     }
