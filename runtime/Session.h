@@ -7,9 +7,9 @@
 // Creating a session builds the schedule (topological order, one kernel per
 // node, constant weights read in place from the model) and fails for any
 // node the backend cannot run. Each run validates the inputs before any kernel
-// runs, then executes with the memory plan cached for its input shapes: the
+// runs, then executes with the memory plan cached for its input shapes. The
 // first run of a shape signature allocates each intermediate on its own and
-// records the shapes, later runs place them in one arena. Every step checks
+// records the shapes, and later runs place them in one arena. Every step checks
 // the kernel's inferred output shapes against the plan and falls back to
 // separate buffers (and a new plan) when they differ, as they can when shapes
 // depend on input values.
@@ -112,8 +112,8 @@ class Session {
   SessionStats stats() const;
 
   // Per-step times (inferOutputs and compute) averaged over the runs since
-  // creation or the last resetProfile(), in schedule order; empty unless
-  // SessionOptions::profile is set or no run finished.
+  // creation or the last resetProfile(), in schedule order. Empty when
+  // SessionOptions::profile is off or no run has finished since.
   std::vector<StepProfile> profile() const;
   size_t profiledRuns() const;
   void resetProfile() const;

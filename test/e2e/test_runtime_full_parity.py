@@ -5,7 +5,7 @@ Generates the default-size model (12 layers, hidden 768, vocab 50000, about
 500 MB) with encoder_output:0 exposed, runs one batch of roformer-run's
 synthetic inputs at sequence length 128 in both engines, and compares every
 output within 1e-4 max abs error. The small model's parity test covers the
-ops; this one covers the sizes: large matrix products split over threads,
+ops. This one covers the sizes: large matrix products split over threads,
 the 50000-row embedding and twelve layers of accumulated rounding.
 
     ROFORMER_BIN_DIR=build/bin /usr/bin/python3 test/e2e/test_runtime_full_parity.py
