@@ -2,13 +2,14 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -561,6 +562,22 @@ void unregisterPendingFile(int slot) {
   if (slot >= 0) gPendingSlots[slot].state.store(kFree, std::memory_order_release);
 }
 
+// Six random letters or digits, as mkstemp uses for its XXXXXX.
+std::string randomSuffix() {
+  static constexpr char kChars[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char bytes[6];
+  if (getrandom(bytes, sizeof(bytes), 0) != static_cast<ssize_t>(sizeof(bytes))) {
+    // getrandom fails only before the kernel's pool is initialized; the
+    // clock still makes a collision unlikely, and O_EXCL catches one.
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::memcpy(bytes, &now, sizeof(bytes));
+  }
+  std::string suffix;
+  for (unsigned char byte : bytes) suffix.push_back(kChars[byte % (sizeof(kChars) - 1)]);
+  return suffix;
+}
+
 // A temporary file `.<name>.tmp.XXXXXX` in the folder of `target` that
 // replaces `target` on commit() and is removed if never committed, including
 // when the process gets SIGINT, SIGTERM or SIGHUP. SIGKILL cannot be caught,
@@ -570,24 +587,25 @@ class PendingFile {
   static absl::StatusOr<std::unique_ptr<PendingFile>> create(const std::filesystem::path& target) {
     std::filesystem::path dir = target.parent_path();
     if (dir.empty()) dir = ".";
-    std::string pattern = (dir / absl::StrCat(".", target.filename().string(), ".tmp.XXXXXX")).string();
-    // Signals stay blocked on this thread from creating the file until it is
-    // registered, so this thread cannot be interrupted between the two.
-    sigset_t blocked;
-    sigset_t previous;
-    sigemptyset(&blocked);
-    for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&blocked, signal);
-    pthread_sigmask(SIG_BLOCK, &blocked, &previous);
-    int fd = mkstemp(pattern.data());
-    int savedErrno = errno;
-    int slot = fd >= 0 ? registerPendingFile(pattern) : -1;
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    if (fd < 0) {
-      return absl::PermissionDeniedError(absl::StrCat("cannot create a temporary file in '",
-                                                      dir.string(), "': ",
-                                                      std::strerror(savedErrno)));
+    std::string prefix = (dir / absl::StrCat(".", target.filename().string(), ".tmp.")).string();
+    // The name is registered before the file is created, so a signal handled
+    // on any thread finds every temporary file that exists. Unlinking a name
+    // not created yet does nothing, and the handler ends the process.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::string path = prefix + randomSuffix();
+      int slot = registerPendingFile(path);
+      int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) return std::unique_ptr<PendingFile>(new PendingFile(target, path, fd, slot));
+      int savedErrno = errno;
+      unregisterPendingFile(slot);
+      if (savedErrno != EEXIST) {
+        return absl::PermissionDeniedError(absl::StrCat("cannot create a temporary file in '",
+                                                        dir.string(), "': ",
+                                                        std::strerror(savedErrno)));
+      }
     }
-    return std::unique_ptr<PendingFile>(new PendingFile(target, pattern, fd, slot));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "cannot create a temporary file in '", dir.string(), "': 100 random names were taken"));
   }
 
   ~PendingFile() {
