@@ -10,7 +10,9 @@
 // Protocol: one JSON object per line on stdout. After loading and warming up
 // it writes {"ready": true, "load_ms": ..., "warmup": W}. Then it reads
 // commands from stdin, one per line:
-//   run K        time K runs; replies {"latencies_ms": [...]}
+//   run K        time K runs; replies {"latencies_ms": [...], "cpu_ms": [...]},
+//                where cpu_ms is the processor time of the whole process
+//                (all threads, user and system) during each run
 //   save DIR     run once and write each output as DIR/<name>.npy (names
 //                sanitized as scripts/ort-run.js does); replies {"saved": DIR}
 //   quit         exit (end of input does the same)
@@ -105,12 +107,16 @@ function readFeeds(ort, session, inputs) {
 
 async function timeRuns(session, feeds, count) {
   const latencies = [];
+  const cpu = [];
   for (let i = 0; i < count; i++) {
+    const cpuStart = process.cpuUsage();
     const start = process.hrtime.bigint();
     await session.run(feeds);
     latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+    const cpuUsed = process.cpuUsage(cpuStart);
+    cpu.push((cpuUsed.user + cpuUsed.system) / 1e3);
   }
-  return latencies;
+  return {latencies, cpu};
 }
 
 async function saveOutputs(session, feeds, dir) {
@@ -126,7 +132,8 @@ async function saveOutputs(session, feeds, dir) {
 async function handleCommand(line, session, feeds) {
   const words = line.trim().split(/\s+/);
   if (words[0] === 'run' && words.length === 2 && /^\d+$/.test(words[1])) {
-    reply({latencies_ms: await timeRuns(session, feeds, Number(words[1]))});
+    const timed = await timeRuns(session, feeds, Number(words[1]));
+    reply({latencies_ms: timed.latencies, cpu_ms: timed.cpu});
   } else if (words[0] === 'save' && words.length === 2) {
     await saveOutputs(session, feeds, words[1]);
     reply({saved: words[1]});

@@ -337,7 +337,9 @@ class OrtWorker:
         return self._reply()
 
     def time_run(self):
-        return self._send("run 1")["latencies_ms"][0]
+        """Returns the latency and the process's processor time of one run, in ms."""
+        reply = self._send("run 1")
+        return reply["latencies_ms"][0], reply["cpu_ms"][0]
 
     def save_outputs(self, folder):
         self._send(f"save {folder}")
@@ -350,6 +352,7 @@ class OrtWorker:
 
 
 def time_ours(args, model, inputs, output_dir=None):
+    """Returns the latency and processor time (None when not reported) of one run, in ms."""
     json_path = os.path.join(args.out, "roformer-run.json")
     command = [args.roformer_run, model, "--warmup", str(args.warmup), "--iterations", "1",
                "--threads", str(args.threads), "--json", json_path]
@@ -361,7 +364,7 @@ def time_ours(args, model, inputs, output_dir=None):
     with open(json_path) as file:
         report = json.load(file)
     os.remove(json_path)
-    return report["latency_ms"]["p50"]
+    return report["latency_ms"]["p50"], report.get("cpu_ms_per_run")
 
 
 def max_abs_difference(folder_a, folder_b):
@@ -390,7 +393,11 @@ def optimize_for_sequence(args, sequence):
 
 
 def bench_config(args, models, name_map, batch, sequence):
-    """Times the three engines at one batch and sequence; returns latencies and output diffs."""
+    """Times the three engines at one batch and sequence.
+
+    Returns {engine: latencies}, {engine: processor times} (ms, None where
+    not reported) and the max abs output differences from ORT on the original.
+    """
     optimized = models[sequence]
     inputs = write_inputs(args, optimized, batch, sequence)
     reverse = {new: old for old, new in name_map.items()}
@@ -405,14 +412,17 @@ def bench_config(args, models, name_map, batch, sequence):
             worker.save_outputs(os.path.join(outputs, engine))
 
         latencies = {engine: [] for engine in ENGINES}
+        cpu = {engine: [] for engine in ENGINES}
         for turn in range(args.iterations):
             shift = turn % len(ENGINES)
             for engine in ENGINES[shift:] + ENGINES[:shift]:
                 if engine == "ours":
                     save = os.path.join(outputs, "ours") if turn == 0 else None
-                    latencies[engine].append(time_ours(args, optimized, inputs, save))
+                    latency, cpu_ms = time_ours(args, optimized, inputs, save)
                 else:
-                    latencies[engine].append(workers[engine].time_run())
+                    latency, cpu_ms = workers[engine].time_run()
+                latencies[engine].append(latency)
+                cpu[engine].append(cpu_ms)
             log(f"  batch {batch}, sequence {sequence}: turn {turn + 1}/{args.iterations} "
                 + ", ".join(f"{engine} {latencies[engine][-1]:.0f} ms" for engine in ENGINES))
     finally:
@@ -425,11 +435,21 @@ def bench_config(args, models, name_map, batch, sequence):
         "ort-optimized": max_abs_difference(os.path.join(outputs, "ort-optimized"),
                                             os.path.join(outputs, "ort-original")),
     }
-    return latencies, differences
+    return latencies, cpu, differences
 
 
 def format_difference(value):
     return "no common output" if value is None else f"{value:.1e}"
+
+
+def format_ms(value):
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def format_ratio(numerator, denominator):
+    if numerator is None or denominator is None or denominator <= 0:
+        return "n/a"
+    return f"{numerator / denominator:.2f}x"
 
 
 def bench_latency(args, stamp, report, optimized_1024, name_map_path):
@@ -456,7 +476,7 @@ def bench_latency(args, stamp, report, optimized_1024, name_map_path):
              "| ORT optimized p50 | p90 | ours vs ORT original | ours vs ORT optimized "
              "| ORT optimized vs original |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for (batch, sequence), (latencies, _) in results.items():
+    for (batch, sequence), (latencies, _, _) in results.items():
         p50 = {engine: median(latencies[engine]) for engine in ENGINES}
         p90 = {engine: percentile(latencies[engine], 0.9) for engine in ENGINES}
         ours_original = p50["ort-original"] / p50["ours"]
@@ -479,11 +499,30 @@ def bench_latency(args, stamp, report, optimized_1024, name_map_path):
                           f">= {TARGET_ORT_OPTIMIZED_VS_ORIGINAL:.1f}x",
                           ort_gain >= TARGET_ORT_OPTIMIZED_VS_ORIGINAL)
 
+    lines += ["", "Processor time per run, all threads of the process, user and system "
+              "(roformer-run `cpu_ms_per_run`, Node's `process.cpuUsage()` around each ONNX "
+              "Runtime run), median in ms. Waiting for other jobs on a shared machine does not "
+              "count here, but spinning worker threads do.", "",
+              "| batch | seq | roformer-run | ORT original | ORT optimized | ours vs ORT original "
+              "| ours vs ORT optimized | ORT optimized vs original |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (batch, sequence), (_, cpu, _) in results.items():
+        medians = {engine: (median(cpu[engine]) if None not in cpu[engine] else None)
+                   for engine in ENGINES}
+        lines.append(f"| {batch} | {sequence} | "
+                     + " | ".join(format_ms(medians[engine]) for engine in ENGINES) + " | "
+                     + " | ".join(format_ratio(medians[slow], medians[fast]) for slow, fast in
+                                  (("ort-original", "ours"), ("ort-optimized", "ours"),
+                                   ("ort-original", "ort-optimized"))) + " |")
+
     lines += ["", "Same inputs, same outputs: max abs difference of every output from ONNX "
-              "Runtime on the original export (first run of each engine).", "",
+              "Runtime on the original export (first run of each engine). This only shows "
+              "that the engines ran the same model on the same inputs: the default model's "
+              "one output is the sigmoid score, which random weights make insensitive to "
+              "small errors. The parity tests in test/e2e compare encoder outputs.", "",
               "| batch | seq | roformer-run, optimized | ORT, optimized |",
               "| ---: | ---: | ---: | ---: |"]
-    for (batch, sequence), (_, differences) in results.items():
+    for (batch, sequence), (_, _, differences) in results.items():
         lines.append(f"| {batch} | {sequence} | {format_difference(differences['ours'])} | "
                      f"{format_difference(differences['ort-optimized'])} |")
     if TARGET_SEQUENCE not in args.sequences:
