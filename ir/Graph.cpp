@@ -78,8 +78,8 @@ Node* Value::singleUser() const {
 std::string Node::describe() const {
   std::string op = domain_.empty() ? opType_ : absl::StrCat(domain_, ".", opType_);
   if (name_.empty()) {
-    return outputs_.empty() ? absl::StrCat(op, " (unnamed)")
-                            : absl::StrCat(op, " producing '", outputs_[0]->name(), "'");
+    if (outputs_.empty() || outputs_[0] == nullptr) return absl::StrCat(op, " (unnamed)");
+    return absl::StrCat(op, " producing '", outputs_[0]->name(), "'");
   }
   return absl::StrCat(op, " '", name_, "'");
 }

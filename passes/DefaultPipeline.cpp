@@ -11,11 +11,13 @@ std::string defaultPipeline() {
   // model to opset 17, which ONNX's converter cannot do once contrib ops
   // exist. fuse-skip-layernorm needs provably equal residual shapes, which
   // the Einsum form of the attention only gets once the attention is fused
-  // and shapes are inferred again, so it belongs after fuse-rotary-attention
-  // and an infer-shapes when that pass joins the pipeline.
+  // and shapes are inferred again, so it runs after fuse-rotary-attention
+  // and an infer-shapes. pack-qkv merges the projections the attention
+  // fusion left as three MatMuls.
   return "sanitize-names,set-input-shape,"
          "fixpoint(infer-shapes,fold-constants,eliminate-identities,cse,simplify-reshapes,dce),"
-         "fuse-layernorm,fuse-gelu,fuse-skip-layernorm,dce";
+         "fuse-layernorm,fuse-gelu,fuse-rotary-attention,infer-shapes,fuse-skip-layernorm,"
+         "pack-qkv,dce";
 }
 
 }  // namespace roformer::passes
