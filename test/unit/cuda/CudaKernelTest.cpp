@@ -178,6 +178,12 @@ struct AttentionCase {
   bool withBias;
 };
 
+// Test names and failure messages show the case, not its bytes.
+void PrintTo(const AttentionCase& c, std::ostream* out) {
+  *out << "batch " << c.batch << ", sequence " << c.sequence << ", " << c.heads << " heads of "
+       << c.headSize << (c.withBias ? ", with bias" : "");
+}
+
 // Valid key counts per batch entry: the full length, one key, about half,
 // and every fourth entry with no valid key at all.
 std::vector<int32_t> paddingMask(int64_t batch, int64_t sequence) {

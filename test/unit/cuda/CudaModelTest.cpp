@@ -98,6 +98,8 @@ struct ModelCase {
   bool optimized;
 };
 
+void PrintTo(const ModelCase& model, std::ostream* out) { *out << model.file; }
+
 class CudaModelTest : public ::testing::TestWithParam<ModelCase> {};
 
 TEST_P(CudaModelTest, MatchesCpuBackend) {
