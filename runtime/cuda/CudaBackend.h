@@ -46,6 +46,8 @@ class CudaBackend : public Backend {
   absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) override;
   // Waits for the calling thread's kernels, then reports an error any of
   // them raised on the device (an id outside a table) as InvalidArgument.
+  // TODO: replay planned runs as CUDA graphs, one per input shape. That needs
+  // the executor to mark where a run starts and to skip compute() on replay.
   absl::Status synchronize() override;
   absl::StatusOr<DeviceBuffer> placeConstant(std::shared_ptr<const ir::Tensor> tensor) override;
   // Kernels run on the calling thread's CUDA stream; no host thread pool.

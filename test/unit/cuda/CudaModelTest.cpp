@@ -8,6 +8,7 @@
 // $ROFORMER_PYTHON, $ROFORMER_FIXTURE_SCRIPT and $ROFORMER_OPT, or else in
 // the source and build trees this binary was built from.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
