@@ -664,6 +664,8 @@ def parse_args(argv):
                         "per pipeline, short kernel benchmarks")
     parser.add_argument("--iterations", type=int, help="timed runs per engine and configuration "
                         "(default 10, or 3 with --quick)")
+    parser.add_argument("--sequences", help="comma-separated sequence lengths to time "
+                        "(default 128,512,1024, or 128 with --quick)")
     parser.add_argument("--pipeline", default="",
                         help="roformer-opt --pass-pipeline for the optimized models (default: "
                         "roformer-opt's default pipeline)")
@@ -674,7 +676,15 @@ def parse_args(argv):
     if args.iterations is not None and args.iterations < 1:
         parser.error("--iterations must be at least 1")
 
-    args.sequences = [128] if args.quick else [128, 512, 1024]
+    if args.sequences:
+        try:
+            args.sequences = [int(value) for value in args.sequences.split(",")]
+        except ValueError:
+            parser.error(f"--sequences must be comma-separated integers, got '{args.sequences}'")
+        if min(args.sequences) < 3:
+            parser.error("--sequences must be at least 3 ([CLS] a [SEP] b [SEP] needs 3 tokens)")
+    else:
+        args.sequences = [128] if args.quick else [128, 512, 1024]
     args.batches = [1, 2]
     args.iterations = args.iterations or (3 if args.quick else 10)
     args.warmup = 1
