@@ -412,24 +412,40 @@ TEST(Robustness, NegativeDeclaredDimRejected) {
   EXPECT_MESSAGE_HAS(status, "dim 0 is -5");
 }
 
-TEST(Robustness, OverflowingDeclaredDimsRejected) {
+TEST(Robustness, OverflowingInputDimsRejected) {
   // Size(x) of such an input would fold to the wrapped product.
   onnx::ModelProto model = makeModel();
-  auto* shape = model.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()
+  auto* shape = model.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()
                     ->mutable_shape();
   shape->mutable_dim(0)->set_dim_value(int64_t{1} << 62);
   shape->add_dim()->set_dim_value(int64_t{1} << 62);
   auto status = importStatus(model);
-  EXPECT_MESSAGE_HAS(status, "bad.onnx: graph output 'y'");
+  EXPECT_MESSAGE_HAS(status, "bad.onnx: graph input 'x'");
   EXPECT_MESSAGE_HAS(status, "64 bits");
 
   // 2^62 floats count fine but need 2^64 bytes.
   onnx::ModelProto bytes = makeModel();
-  auto* info = bytes.mutable_graph()->add_value_info();
-  *info = floatInfo("r", {int64_t{1} << 62});
+  *bytes.mutable_graph()->mutable_input(0) = floatInfo("x", {int64_t{1} << 62});
   status = importStatus(bytes);
-  EXPECT_MESSAGE_HAS(status, "bad.onnx: value 'r'");
+  EXPECT_MESSAGE_HAS(status, "bad.onnx: graph input 'x'");
   EXPECT_MESSAGE_HAS(status, "64 bits");
+}
+
+TEST(Robustness, ImpossibleOutputShapesDropped) {
+  // Shapes of outputs and value_info that no tensor can have are dropped,
+  // keeping the element type: shape inference writes such shapes itself
+  // (Reshape to a huge constant shape), and the output must load again.
+  onnx::ModelProto model = makeModel();
+  *model.mutable_graph()->mutable_output(0) = floatInfo("y", {int64_t{1} << 62, 1 << 8});
+  *model.mutable_graph()->add_value_info() = floatInfo("r", {-3});
+  auto loaded = importModel(model, ".", "inferred.onnx");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  for (const char* name : {"y", "r"}) {
+    const Value* value = (*loaded)->graph().findValue(name);
+    ASSERT_NE(value, nullptr) << name;
+    EXPECT_EQ(value->elemType(), DataType::kFloat) << name;
+    EXPECT_FALSE(value->shape().has_value()) << name;
+  }
 }
 
 TEST(Robustness, SymbolicDimsNotCounted) {
