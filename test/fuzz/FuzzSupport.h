@@ -14,9 +14,10 @@ const std::filesystem::path& emptyFolder();
 
 // Runs what roformer-opt does with a model after loading it, short of the
 // passes: the verifier with ONNX's checker, ONNX shape inference, export to
-// ModelProto, and printing as text followed by parsing that text back. Errors
-// are expected and ignored, because only crashes, sanitizer reports and leaks
-// count.
+// ModelProto, and printing as text followed by parsing that text back.
+// Errors of the verifier and shape inference are expected and ignored. The
+// printed text must load again: that failing aborts, as crashes, sanitizer
+// reports and leaks do.
 void exerciseModel(ir::Model& model);
 
 }  // namespace roformer::fuzz
