@@ -317,7 +317,8 @@ TEST(Robustness, AttributeWithoutValueRejected) {
 }
 
 TEST(Robustness, CustomOpAttributeTypeCheckedOnRead) {
-  // Attributes of ops without a schema are checked by whoever reads them.
+  // Attributes of ops without a schema are checked by the pass or kernel
+  // that reads them, through the typed accessors.
   onnx::ModelProto model = makeModel();
   auto* node = model.mutable_graph()->mutable_node(0);
   node->set_domain("com.example");
