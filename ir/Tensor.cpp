@@ -46,8 +46,8 @@ class MappedBuffer final : public Buffer {
 
 // Returns the element count of `dims`, or an error when a dim is negative or
 // the product overflows.
-absl::StatusOr<int64_t> checkedElementCount(const std::vector<int64_t>& dims,
-                                            const std::string& what) {
+absl::StatusOr<int64_t> validatedElementCount(const std::vector<int64_t>& dims,
+                                              const std::string& what) {
   int64_t count = 1;
   for (int64_t dim : dims) {
     if (dim < 0) {
@@ -226,7 +226,7 @@ absl::StatusOr<std::shared_ptr<Tensor>> decodeTensor(const onnx::TensorProto& pr
   }
   auto type = static_cast<DataType>(proto.data_type());
   std::vector<int64_t> dims(proto.dims().begin(), proto.dims().end());
-  auto count = checkedElementCount(dims, what);
+  auto count = validatedElementCount(dims, what);
   if (!count.ok()) return count.status();
 
   if (type == DataType::kString) {
@@ -332,6 +332,24 @@ Tensor::Tensor(DataType type, std::vector<int64_t> dims, std::shared_ptr<const B
 
 Tensor::Tensor(std::vector<int64_t> dims, std::vector<std::string> strings)
     : type_(DataType::kString), dims_(std::move(dims)), strings_(std::move(strings)) {}
+
+std::optional<int64_t> checkedElementCount(std::span<const int64_t> dims) {
+  int64_t count = 1;
+  for (int64_t dim : dims) {
+    if (dim < 0 || __builtin_mul_overflow(count, dim, &count)) return std::nullopt;
+  }
+  return count;
+}
+
+std::optional<int64_t> checkedByteSize(DataType type, std::span<const int64_t> dims) {
+  std::optional<int64_t> count = checkedElementCount(dims);
+  int64_t bytes = 0;
+  if (!count ||
+      __builtin_mul_overflow(*count, static_cast<int64_t>(dataTypeSize(type)), &bytes)) {
+    return std::nullopt;
+  }
+  return bytes;
+}
 
 int64_t Tensor::elementCount() const {
   int64_t count = 1;

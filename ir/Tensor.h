@@ -117,4 +117,14 @@ class Tensor {
   std::optional<ExternalDataOrigin> external_;
 };
 
+// The element count of a dense tensor with `dims`, or nullopt when a dim is
+// negative or the product does not fit in int64_t. Shapes computed by passes
+// and kernels from constant values can be arbitrarily large, so code that
+// sizes a buffer from one checks it here first.
+std::optional<int64_t> checkedElementCount(std::span<const int64_t> dims);
+// The byte size of a dense tensor of `type` with `dims`, or nullopt as above
+// or when the bytes do not fit in int64_t. Types without a fixed element size
+// (strings) count as zero bytes.
+std::optional<int64_t> checkedByteSize(DataType type, std::span<const int64_t> dims);
+
 }  // namespace roformer::ir

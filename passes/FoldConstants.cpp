@@ -28,7 +28,9 @@
 // Graph inputs that have an initializer (overridable defaults) are not
 // constants here, and graph outputs keep their names.
 #include <cstdint>
+#include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -149,7 +151,14 @@ class FoldConstantsPass final : public Pass {
         rejectBySize(*node, *expected, limit, context);
         continue;
       }
-      auto outputs = runtime::evaluateNode(*node, inputs, *opset);
+      // The evaluator applies the guard again to the shapes its kernel
+      // infers, which covers outputs that inference left without a shape.
+      auto outputs = runtime::evaluateNode(*node, inputs, *opset, limit);
+      if (outputs.status().code() == absl::StatusCode::kResourceExhausted) {
+        context.count("folds rejected by the size guard");
+        context.remarkMissed(*node, absl::StrCat("not folded: ", outputs.status().message()));
+        continue;
+      }
       if (!outputs.ok()) {
         context.count("evaluations failed");
         context.remarkMissed(*node, absl::StrCat("evaluation failed: ",
@@ -219,11 +228,12 @@ class FoldConstantsPass final : public Pass {
     for (const ir::Value* output : node.outputs()) {
       if (output == nullptr) continue;
       auto dims = output->staticShape();
-      size_t elementSize = ir::dataTypeSize(output->elemType());
-      if (!dims || elementSize == 0) return std::nullopt;
-      int64_t count = 1;
-      for (int64_t dim : *dims) count *= dim;
-      total += count * static_cast<int64_t>(elementSize);
+      if (!dims || ir::dataTypeSize(output->elemType()) == 0) return std::nullopt;
+      // A size past 64 bits is as good as infinite for the guard.
+      std::optional<int64_t> bytes = ir::checkedByteSize(output->elemType(), *dims);
+      if (!bytes || __builtin_add_overflow(total, *bytes, &total)) {
+        return std::numeric_limits<int64_t>::max();
+      }
     }
     return total;
   }
@@ -231,7 +241,10 @@ class FoldConstantsPass final : public Pass {
   static void rejectBySize(const ir::Node& node, int64_t bytes, int64_t limit,
                            PassContext& context) {
     context.count("folds rejected by the size guard");
-    context.remarkMissed(node, absl::StrCat("the result would take ", formatBytes(bytes),
+    std::string size = bytes == std::numeric_limits<int64_t>::max()
+                           ? std::string("a size that does not fit in 64 bits")
+                           : formatBytes(bytes);
+    context.remarkMissed(node, absl::StrCat("the result would take ", size,
                                             ", more than the size guard allows (",
                                             formatBytes(limit), ")"));
   }

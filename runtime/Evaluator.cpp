@@ -1,5 +1,6 @@
 #include "runtime/Evaluator.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,8 @@ bool isOmitted(const ir::Value* value) { return value == nullptr || value->name(
 bool canEvaluate(const ir::Node& node, int64_t opset) { return findFactory(node, opset) != nullptr; }
 
 absl::StatusOr<std::vector<std::shared_ptr<ir::Tensor>>> evaluateNode(
-    const ir::Node& node, const std::vector<std::shared_ptr<ir::Tensor>>& inputs, int64_t opset) {
+    const ir::Node& node, const std::vector<std::shared_ptr<ir::Tensor>>& inputs, int64_t opset,
+    int64_t maxOutputBytes) {
   const KernelFactory* factory = findFactory(node, opset);
   if (factory == nullptr) {
     return absl::NotFoundError(absl::StrCat(node.describe(), ": the CPU backend has no kernel for ",
@@ -57,15 +59,32 @@ absl::StatusOr<std::vector<std::shared_ptr<ir::Tensor>>> evaluateNode(
   KernelContext context{inputViews, outputViews, nullptr};
   if (absl::Status status = (*kernel)->inferOutputs(context); !status.ok()) return status;
 
+  int64_t totalBytes = 0;
+  for (size_t i = 0; i < node.outputCount(); ++i) {
+    if (isOmitted(node.output(i))) continue;
+    const TensorView& view = outputViews[i];
+    if (ir::dataTypeSize(view.type) == 0) {
+      return absl::InternalError(absl::StrCat(node.describe(), ": the kernel gave output ", i,
+                                              " no element type"));
+    }
+    std::optional<int64_t> bytes = ir::checkedByteSize(view.type, view.shape);
+    if (!bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(node.describe(), ": output ", i, " would have shape ",
+                       shapeToString(view.shape), ", whose size does not fit in 64 bits"));
+    }
+    if (__builtin_add_overflow(totalBytes, *bytes, &totalBytes) || totalBytes > maxOutputBytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(node.describe(), ": the outputs would take more than ", maxOutputBytes,
+                       " bytes (output ", i, " has shape ", shapeToString(view.shape), ")"));
+    }
+  }
+
   // Each output is computed into a string that becomes the tensor's buffer.
   std::vector<std::string> storage(node.outputCount());
   for (size_t i = 0; i < node.outputCount(); ++i) {
     if (isOmitted(node.output(i))) continue;
     TensorView& view = outputViews[i];
-    if (ir::dataTypeSize(view.type) == 0) {
-      return absl::InternalError(absl::StrCat(node.describe(), ": the kernel gave output ", i,
-                                              " no element type"));
-    }
     // One spare byte keeps the pointer valid for empty outputs.
     storage[i].assign(view.byteSize() + 1, '\0');
     view.data = storage[i].data();

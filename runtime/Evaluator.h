@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -22,8 +23,11 @@ bool canEvaluate(const ir::Node& node, int64_t opset);
 // omitted optional input) and returns one tensor per node output, null for
 // an omitted one. Errors name the node: no kernel (NotFound), unsupported
 // attributes or types (InvalidArgument, Unimplemented), or invalid input
-// values.
+// values. The outputs' sizes are checked after the kernel infers their
+// shapes and before anything is allocated: more than `maxOutputBytes` in all,
+// or a size that does not fit in 64 bits, is a ResourceExhausted error.
 absl::StatusOr<std::vector<std::shared_ptr<ir::Tensor>>> evaluateNode(
-    const ir::Node& node, const std::vector<std::shared_ptr<ir::Tensor>>& inputs, int64_t opset);
+    const ir::Node& node, const std::vector<std::shared_ptr<ir::Tensor>>& inputs, int64_t opset,
+    int64_t maxOutputBytes = std::numeric_limits<int64_t>::max());
 
 }  // namespace roformer::runtime

@@ -537,7 +537,13 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
                                                   shapeToString(output.shape), " for output ", j));
         }
       }
-      size_t bytes = output.type == DataType::kUndefined ? 0 : output.byteSize();
+      std::optional<int64_t> checkedBytes = ir::checkedByteSize(output.type, output.shape);
+      if (!checkedBytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat(step.description, ": output ", j, " would have shape ",
+                         shapeToString(output.shape), ", whose size does not fit in 64 bits"));
+      }
+      size_t bytes = static_cast<size_t>(*checkedBytes);
       if (slots[slot].kind == SlotKind::kOmitted) {
         output.data = nullptr;
       } else if (hostMemory && slots[slot].isGraphOutput()) {

@@ -12,10 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ir/ModelIO.h"
+#include "ir/Tensor.h"
 #include "ir/Verifier.h"
 
 namespace roformer::ir {
@@ -646,6 +648,23 @@ TEST(Robustness, EveryTruncationRejected) {
     if (loaded.ok()) continue;  // a cut at a field boundary can still be a model
     EXPECT_MESSAGE_HAS(loaded.status(), "cut.onnx") << "cut at " << size;
   }
+}
+
+TEST(Robustness, CheckedSizesRefuseOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(checkedElementCount(std::vector<int64_t>{}), 1);
+  EXPECT_EQ(checkedElementCount(std::vector<int64_t>{3, 0, kMax}), 0);
+  EXPECT_EQ(checkedElementCount(std::vector<int64_t>{kMax}), kMax);
+  EXPECT_EQ(checkedElementCount(std::vector<int64_t>{int64_t{1} << 32, int64_t{1} << 31}),
+            std::nullopt);
+  EXPECT_EQ(checkedElementCount(std::vector<int64_t>{2, -1}), std::nullopt);
+
+  EXPECT_EQ(checkedByteSize(DataType::kFloat, std::vector<int64_t>{2, 3}), 24);
+  // 2^61 elements fit, their 2^63 bytes of float do not.
+  EXPECT_EQ(checkedByteSize(DataType::kFloat, std::vector<int64_t>{int64_t{1} << 61}),
+            std::nullopt);
+  EXPECT_EQ(checkedByteSize(DataType::kUint8, std::vector<int64_t>{int64_t{1} << 61}),
+            int64_t{1} << 61);
 }
 
 }  // namespace

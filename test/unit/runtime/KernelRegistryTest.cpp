@@ -136,5 +136,31 @@ TEST(KernelEvaluator, EmptyOutputIsValid) {
   EXPECT_EQ((*outputs)[0]->byteSize(), 0u);
 }
 
+TEST(KernelEvaluator, RejectsOversizedOutputsBeforeAllocating) {
+  // Expand to [2^31, 2^31] floats: 2^64 bytes, which wraps to 0 in 64 bits.
+  OneNodeGraph expand("Expand", 2, 1);
+  auto wrapped = evaluateNode(
+      expand.node(),
+      {ir::Tensor::scalar<float>(1.0f), ir::Tensor::create<int64_t>({2}, {int64_t{1} << 31, int64_t{1} << 31})},
+      13);
+  ASSERT_FALSE(wrapped.ok());
+  EXPECT_EQ(wrapped.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(wrapped.status().message(),
+            "Expand 'node': output 0 would have shape [2147483648, 2147483648], whose size does "
+            "not fit in 64 bits");
+
+  // 100 floats against a 256-byte cap.
+  auto capped = evaluateNode(
+      expand.node(), {ir::Tensor::scalar<float>(1.0f), ir::Tensor::create<int64_t>({1}, {100})}, 13,
+      256);
+  ASSERT_FALSE(capped.ok());
+  EXPECT_EQ(capped.status().code(), absl::StatusCode::kResourceExhausted);
+  auto fits = evaluateNode(
+      expand.node(), {ir::Tensor::scalar<float>(1.0f), ir::Tensor::create<int64_t>({1}, {64})}, 13,
+      256);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  EXPECT_EQ((*fits)[0]->byteSize(), 256u);
+}
+
 }  // namespace
 }  // namespace roformer::runtime::testing
