@@ -342,7 +342,10 @@ class InferShapesPass final : public Pass {
                                                 describeDim((*dims)[i])));
         return nullptr;
       }
-      size *= *(*dims)[i].value;
+      if (__builtin_mul_overflow(size, *(*dims)[i].value, &size)) {
+        context.remarkMissed(node, "the input's element count does not fit in 64 bits");
+        return nullptr;
+      }
     }
     return ir::Tensor::scalar<int64_t>(size);
   }
