@@ -96,17 +96,15 @@ bool isNeutralConstant(const ir::Value* constant, double expected, const ir::Val
   std::shared_ptr<ir::Tensor> tensor = ir::constantOf(constant);
   if (tensor == nullptr || tensor->elementCount() == 0) return false;
   if (tensor->dataType() != other->elemType()) return false;
-  auto values = tensor->toDoubleVector();
-  if (!values) return false;
-  for (double value : *values) {
-    if (value != expected) return false;
-  }
+  // The shape first: only a one-element constant can be neutral, so a large
+  // weight is never converted.
   auto dims = other->shape();
   if (!dims || tensor->rank() > static_cast<int64_t>(dims->size())) return false;
   for (int64_t dim : tensor->dims()) {
     if (dim != 1) return false;
   }
-  return true;
+  auto values = tensor->toDoubleVector();
+  return values && values->size() == 1 && (*values)[0] == expected;
 }
 
 class EliminateIdentitiesPass final : public Pass {
