@@ -226,6 +226,9 @@ def check_errors(model_path, samples_dir, work_dir):
          "no concurrency"),
         ([*good, "--batch", "2"], "--batch and --seq-len shape synthetic inputs",
          "--batch with file inputs"),
+        # 2^64 tokens, which wraps to 0 in 64-bit arithmetic.
+        (["--synthetic", "--batch", "4294967296", "--seq-len", "4294967296"],
+         "more than 2147483648 tokens", "batch x seq-len overflow"),
     ]
     for args, expected_text, label in cases:
         expect_error(model_path, args, expected_text, label)

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <new>
 #include <map>
 #include <optional>
 #include <set>
@@ -153,7 +154,7 @@ std::optional<std::string> inputDataFileAt(const ir::Model& model, const std::st
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int runTool(int argc, char** argv) {
   // LLVM's Support library registers -stats itself (llvm::AreStatisticsEnabled
   // reads it), so the tool reuses that option instead of defining a second one.
   if (auto it = cl::getRegisteredOptions().find("stats"); it != cl::getRegisteredOptions().end()) {
@@ -272,4 +273,17 @@ int main(int argc, char** argv) {
                  seconds);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  // A model or a computed tensor larger than memory ends with a message and
+  // exit code 1, not an abort. The output is renamed into place only after a
+  // complete write, so the unwinding leaves no partial file behind.
+  try {
+    return runTool(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "roformer-opt: error: out of memory; the model (or a tensor computed from it) "
+                 "does not fit in this machine's memory\n";
+    return 1;
+  }
 }

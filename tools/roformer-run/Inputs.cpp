@@ -22,6 +22,10 @@ namespace {
 // [CLS] and [SEP] in the BERT vocabularies of the Chinese RoFormer checkpoints.
 constexpr int64_t kClsId = 101;
 constexpr int64_t kSepId = 102;
+// Synthetic ids are built in memory as int64. Past 2^31 tokens (16 GiB of ids
+// alone) the model's activations would not fit in memory either, so larger
+// requests are rejected up front instead of failing in an allocation.
+constexpr int64_t kMaxSyntheticTokens = int64_t{1} << 31;
 
 std::string typeName(DataType type) { return std::string(ir::dataTypeName(type)); }
 
@@ -426,6 +430,12 @@ absl::Status addSyntheticInputs(const Session& session, const IdInputs& ids,
   Shape shape{options.batch, options.seqLen};
   const int64_t batch = options.batch;
   const int64_t length = options.seqLen;
+  int64_t tokenCount = 0;
+  if (__builtin_mul_overflow(batch, length, &tokenCount) || tokenCount > kMaxSyntheticTokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch ", batch, " x --seq-len ", length, " is more than ", kMaxSyntheticTokens,
+        " tokens; choose a smaller batch or sequence length"));
+  }
 
   std::vector<int64_t> tokens(static_cast<size_t>(batch * length));
   std::vector<int64_t> segments(tokens.size(), 0);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <map>
 #include <memory>
 #include <thread>
@@ -650,5 +651,12 @@ int main(int argc, char** argv) {
       "roformer-run: run an ONNX model with the roformer-opt runtime and report latency, "
       "throughput, accuracy and differences from a reference\n");
   ir::registerContribSchemas();
-  return runMain();
+  // An allocation larger than memory (a huge --batch, a model that does not
+  // fit) ends with a message and exit code 1, not an abort.
+  try {
+    return runMain();
+  } catch (const std::bad_alloc&) {
+    std::cerr << "roformer-run: error: out of memory; try a smaller --batch or --seq-len\n";
+    return 1;
+  }
 }
