@@ -28,6 +28,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "ir/ProtoWriter.h"
 #include "ir/TextFormat.h"
 #include "onnx/common/constants.h"
 #include "onnx/common/version.h"
@@ -712,6 +713,15 @@ absl::StatusOr<std::unique_ptr<Model>> importModel(onnx::ModelProto proto,
   return model;
 }
 
+namespace {
+
+bool omitsData(const Tensor& tensor, const ExportOptions& options) {
+  return options.omitDataFrom > 0 && tensor.dataType() != DataType::kString &&
+         tensor.byteSize() >= options.omitDataFrom;
+}
+
+}  // namespace
+
 onnx::ModelProto exportModel(const Model& model, const ExportOptions& options) {
   onnx::ModelProto proto = model.header();
   onnx::GraphProto* graphProto = proto.mutable_graph();
@@ -735,8 +745,7 @@ onnx::ModelProto exportModel(const Model& model, const ExportOptions& options) {
       continue;
     }
     onnx::TensorProto* tensorProto = graphProto->add_initializer();
-    if (options.omitDataFrom > 0 && tensor.dataType() != DataType::kString &&
-        tensor.byteSize() >= options.omitDataFrom) {
+    if (omitsData(tensor, options)) {
       tensorProto->set_data_type(static_cast<int32_t>(tensor.dataType()));
       for (int64_t dim : tensor.dims()) tensorProto->add_dims(dim);
     } else if (options.elideDataAbove > 0 && tensor.byteSize() > options.elideDataAbove) {
@@ -834,6 +843,32 @@ absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
   return importModel(std::move(proto), baseDir, source);
 }
 
+namespace {
+
+// Parses a regular file of at most 2 GiB as a binary ModelProto, reading it
+// in chunks; nullopt when it cannot be opened or does not parse.
+std::optional<onnx::ModelProto> parseBinaryModelFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct stat status;
+  std::optional<onnx::ModelProto> proto;
+  if (::fstat(fd, &status) == 0 && S_ISREG(status.st_mode) && status.st_size > 0 &&
+      status.st_size <= INT32_MAX) {
+    google::protobuf::io::FileInputStream stream(fd);
+    google::protobuf::io::CodedInputStream coded(&stream);
+    coded.SetTotalBytesLimit(INT32_MAX);
+    proto.emplace();
+    if (!proto->ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage() ||
+        stream.GetErrno() != 0) {
+      proto.reset();
+    }
+  }
+  ::close(fd);
+  return proto;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Model>> loadModel(const std::string& path) {
   if (path == "-") {
     return loadModelFromBytes(readAll(std::cin), std::filesystem::current_path(), "<stdin>");
@@ -842,6 +877,16 @@ absl::StatusOr<std::unique_ptr<Model>> loadModel(const std::string& path) {
   if (std::filesystem::is_directory(path, error)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": is a folder; expected an .onnx or .onnxtxt file"));
+  }
+  std::filesystem::path baseDir = std::filesystem::path(path).parent_path();
+  if (baseDir.empty()) baseDir = ".";
+  if (!absl::EndsWith(path, ".onnxtxt")) {
+    // A binary model is parsed straight from the file, so its bytes and the
+    // parsed weights are never in memory at the same time. Anything that does
+    // not parse as a model with a graph takes the whole-file path below,
+    // which detects the text form and words the errors.
+    std::optional<onnx::ModelProto> proto = parseBinaryModelFile(path);
+    if (proto && proto->has_graph()) return importModel(*std::move(proto), baseDir, path);
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -852,8 +897,6 @@ absl::StatusOr<std::unique_ptr<Model>> loadModel(const std::string& path) {
   if (in.bad()) {
     return absl::DataLossError(absl::StrCat(path, ": read failed (", std::strerror(errno), ")"));
   }
-  std::filesystem::path baseDir = std::filesystem::path(path).parent_path();
-  if (baseDir.empty()) baseDir = ".";
   return loadModelFromBytes(std::move(bytes), baseDir, path);
 }
 
@@ -946,11 +989,24 @@ absl::Status saveModel(const Model& model, const std::string& path, const SaveOp
 
   // Tensors bound for the data file are exported without their bytes, which
   // are copied from the tensors straight into the file instead. Empty tensors
-  // stay inline.
+  // stay inline. A binary model file gets the same treatment for its inline
+  // initializers: their bytes go from the tensors into the file as it is
+  // serialized, so the weights are never in memory twice.
+  bool binaryFile = !options.text && path != "-";
   uint64_t externalFrom = std::max<uint64_t>(options.externalThresholdBytes, 1);
   ExportOptions exportOptions;
-  if (external) exportOptions.omitDataFrom = externalFrom;
+  if (external) {
+    exportOptions.omitDataFrom = externalFrom;
+  } else if (binaryFile) {
+    exportOptions.omitDataFrom = 1;
+  }
   onnx::ModelProto proto = exportModel(model, exportOptions);
+  std::vector<const Tensor*> inlineData;
+  for (const Value* value : model.graph().initializers()) {
+    const Tensor* tensor = value->initializer().get();
+    inlineData.push_back(binaryFile && !external && omitsData(*tensor, exportOptions) ? tensor
+                                                                                       : nullptr);
+  }
 
   std::unique_ptr<PendingFile> pendingData;
   if (external) {
@@ -984,13 +1040,7 @@ absl::Status saveModel(const Model& model, const std::string& path, const SaveOp
       std::cout.flush();
       return absl::OkStatus();
     }
-    writer = [&](int fd) -> absl::Status {
-      if (!proto.SerializeToFileDescriptor(fd)) {
-        return absl::InternalError(
-            absl::StrCat("protobuf serialization failed (", std::strerror(errno), ")"));
-      }
-      return absl::OkStatus();
-    };
+    writer = [&](int fd) { return writeModelWithInitializerData(fd, proto, inlineData); };
   }
 
   auto pendingModel = PendingFile::create(path);

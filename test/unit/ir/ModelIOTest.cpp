@@ -186,6 +186,47 @@ TEST(ModelIO, ExternalDataRoundTrip) {
   EXPECT_FALSE(again->externalOrigin().has_value());
 }
 
+TEST(ModelIO, SavedBytesEqualProtobufSerialization) {
+  // The saver writes initializer bytes from the tensors while serializing;
+  // the file must equal protobuf's own encoding of the exported model.
+  onnx::ModelProto proto = makeModel();
+  auto* graph = proto.mutable_graph();
+  graph->set_doc_string("graph doc");
+  auto* empty = graph->add_initializer();
+  empty->set_name("empty:0");
+  empty->set_data_type(1);
+  empty->add_dims(0);
+  auto* strings = graph->add_initializer();
+  strings->set_name("strings:0");
+  strings->set_data_type(8);
+  strings->add_dims(2);
+  strings->add_string_data("a");
+  strings->add_string_data("bc");
+  // Fields this ONNX version does not know are kept and written last.
+  proto.GetReflection()->MutableUnknownFields(&proto)->AddVarint(1000, 7);
+  graph->GetReflection()->MutableUnknownFields(graph)->AddLengthDelimited(999, "future");
+
+  auto model = importModel(proto, ".", "test");
+  ASSERT_TRUE(model.ok()) << model.status();
+  TempDir dir;
+  fs::path path = dir.path() / "model.onnx";
+  SaveOptions options;
+  options.externalData = ExternalDataMode::kNever;
+  ASSERT_TRUE(saveModel(**model, path.string(), options).ok());
+
+  std::ifstream in(path, std::ios::binary);
+  std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string expected = exportModel(**model).SerializeAsString();
+  EXPECT_EQ(written.size(), expected.size());
+  EXPECT_TRUE(written == expected) << "the saved file differs from SerializeAsString's bytes";
+
+  auto reloaded = loadModel(path.string());
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  auto weights = constantOf((*reloaded)->graph().findValue("Embedding-Token/embeddings:0"));
+  ASSERT_NE(weights, nullptr);
+  EXPECT_EQ(weights->values<float>()[11], 5.5f);
+}
+
 onnx::ModelProto withExternalLocation(const std::string& location, int64_t length) {
   onnx::ModelProto model = makeModel();
   auto* weights = model.mutable_graph()->mutable_initializer(0);
