@@ -1,8 +1,8 @@
 // Writing a ModelProto whose initializer bytes stay in the IR's tensors.
 //
 // Exporting a model copies every weight into its TensorProto's raw_data, so
-// saving through ModelProto::SerializeToFileDescriptor holds the weights in
-// memory twice. The writer here takes a proto exported without initializer
+// saving through ModelProto::SerializeToFileDescriptor keeps two copies of
+// the weights in memory. The writer here takes a proto exported without initializer
 // data and writes each weight from its tensor's buffer while serializing,
 // producing the same bytes as serializing the complete proto.
 #pragma once
