@@ -106,7 +106,8 @@ class KernelHarness {
     if (!kernel.ok()) return kernel.status();
     kernel_ = std::move(*kernel);
 
-    roformer::runtime::setBlasThreads(threads_);
+    // As in a session: OpenBLAS on one thread, the kernels split the work.
+    roformer::runtime::setBlasThreads(1);
     pool_ = std::make_unique<roformer::runtime::ThreadPool>(threads_);
     for (const HostTensor& input : inputs_) inputViews_.push_back(input.view());
     outputViews_.resize(outputCount);

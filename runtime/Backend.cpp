@@ -41,9 +41,11 @@ int resolveThreadCount(int threads) {
 
 CpuBackend::CpuBackend(const BackendOptions& options)
     : threads_(resolveThreadCount(options.threads)) {
-  // NOTE: the BLAS thread count is process-wide, so the last CPU backend
-  // created sets it for every session in the process.
-  setBlasThreads(threads_);
+  // The kernels spread matrix products over the session's ThreadPool, so
+  // OpenBLAS runs each call on the calling thread (see runtime/cpu/Blas.h).
+  // NOTE: the BLAS thread count is process-wide, so this applies to every
+  // OpenBLAS call in the process.
+  setBlasThreads(1);
 }
 
 const KernelRegistry& CpuBackend::kernels() const { return cpuKernelRegistry(); }

@@ -7,11 +7,16 @@
 
 namespace roformer::runtime::cpu {
 
-// OpenBLAS 0.3.21 (interface/gemm.c) runs a gemm on one thread when
-// M * N * K is at most 65536 * OPENBLAS_GEMM_MULTITHREAD_THRESHOLD (4 in
-// Debian's build). Kernels that issue many products at most this size
-// parallelize over them with the ThreadPool instead; larger products use
-// OpenBLAS's own threads.
+// OpenBLAS runs on one thread (see setBlasThreads), and the kernels spread
+// products over the session's ThreadPool themselves. OpenBLAS's own worker
+// threads busy-wait after each product (up to 2^28 cycles by default, per
+// THREAD_TIMEOUT in its driver/others/blas_server.c), so every kernel that
+// followed a MatMul shared the cores with spinning threads. With them, the
+// attention ran 1.7x slower inside the model than alone (436 ms against
+// 252 ms in `roformer-run --profile` on the full-size model, 2 cores).
+//
+// Products of at most this many multiply-adds run on the calling thread;
+// a ThreadPool pays off only above it.
 inline constexpr double kBlasSingleThreadWork = 65536.0 * 4.0;
 
 // Row-major C = alpha * op(A) * op(B) + beta * C, with op(A) of shape M x K
@@ -23,9 +28,20 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, double alph
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
-// `count` products C_i = op(A_i) * op(B_i) with the given element offsets,
-// spread over `threads` when each product is small enough for OpenBLAS to
-// run it on one thread, and issued one after another otherwise.
+// Computes the same product spread over `threads`. C is cut into one block
+// of rows or columns per thread, whichever repeats less packing of the other
+// operand, and each block is a single-threaded OpenBLAS call. Small products
+// and a null or one-thread pool run on the calling thread.
+void gemm(ThreadPool* threads, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+          float* c, int64_t ldc);
+void gemm(ThreadPool* threads, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+          double alpha, const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+          double* c, int64_t ldc);
+
+// Computes `count` products C_i = op(A_i) * op(B_i) with the given element
+// offsets. Small products are divided among `threads`, and large ones run
+// one after another, each spread over the threads.
 template <typename T>
 void batchedGemm(int64_t count, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
                  const T* a, const int64_t* offsetsA, int64_t lda, const T* b,

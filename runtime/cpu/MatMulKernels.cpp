@@ -135,8 +135,8 @@ class MatMulKernel : public CpuKernel {
     // B shared by every batch entry and A complete: one product with the
     // batch folded into M (the usual [batch, seq, hidden] x [hidden, out]).
     if (shapeElementCount(layout.batchB) == 1 && shapeElementCount(layout.batchA) == count) {
-      gemm(false, false, count * layout.m, layout.n, layout.k, T(1), a, layout.k, b, layout.n,
-           T(0), out, layout.n);
+      gemm(threads, false, false, count * layout.m, layout.n, layout.k, T(1), a, layout.k, b,
+           layout.n, T(0), out, layout.n);
       return;
     }
     BatchOffsets offsets = broadcastBatchOffsets(layout.batch, layout.batchA, layout.batchB,
@@ -239,8 +239,9 @@ class GemmKernel : public CpuKernel {
     }
     visitType(FloatTypes{}, a.type, [&](auto tag) {
       using T = typename decltype(tag)::type;
-      gemm(transA_, transB_, m, n, k, static_cast<T>(alpha_), a.as<const T>(), a.shape[1],
-           b.as<const T>(), b.shape[1], addC ? static_cast<T>(beta_) : T(0), out.as<T>(), n);
+      gemm(context.threads, transA_, transB_, m, n, k, static_cast<T>(alpha_), a.as<const T>(),
+           a.shape[1], b.as<const T>(), b.shape[1], addC ? static_cast<T>(beta_) : T(0),
+           out.as<T>(), n);
     });
     return absl::OkStatus();
   }

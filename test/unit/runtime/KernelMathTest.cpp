@@ -1,6 +1,7 @@
 // Tests of the CPU matrix product, softmax and normalization kernels.
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 #include "test/unit/runtime/KernelTestHelpers.h"
 
@@ -102,6 +103,47 @@ TEST(KernelMatMul, ManySmallProductsOnThreads) {
                              {makeTensor<float>({48, 16, 16}, a), makeTensor<float>({48, 16, 16}, b)},
                              &pool);
   expectNear(valuesOf<float>(out), naiveMatMul(a, b, 48, 16, 16, 16), 1e-5f);
+}
+
+TEST(KernelMatMul, LargeProductSplitOverThreads) {
+  // Above the single-thread size the product is cut into blocks of C, by
+  // rows when M > N and by columns otherwise; 3 threads and sizes that are
+  // not multiples of the 16-element block leave a short last block.
+  ThreadPool pool(3);
+  for (auto [m, k, n] : {std::tuple{301, 700, 37}, std::tuple{37, 700, 301}}) {
+    std::vector<float> a = pseudoRandom(m * k, 7);
+    std::vector<float> b = pseudoRandom(k * n, 8);
+    OneNodeGraph g("MatMul", 2, 1);
+    HostTensor out = runSingle(g.node(), 13,
+                               {makeTensor<float>({m, k}, a), makeTensor<float>({k, n}, b)}, &pool);
+    SCOPED_TRACE(::testing::Message() << m << " x " << k << " x " << n);
+    expectNear(valuesOf<float>(out), naiveMatMul(a, b, 1, m, k, n), 1e-4f);
+  }
+}
+
+TEST(KernelGemm, TransposedOperandsSplitOverThreads) {
+  // Gemm with both operands transposed, large enough to be split, once cut
+  // by rows (M > N) and once by columns: A is stored [K, M] and B [N, K].
+  ThreadPool pool(2);
+  for (auto [m, k, n] : {std::tuple{200, 900, 90}, std::tuple{90, 900, 200}}) {
+    std::vector<float> a = pseudoRandom(m * k, 9);
+    std::vector<float> b = pseudoRandom(k * n, 10);
+    std::vector<float> aStored(a.size()), bStored(b.size());
+    for (int i = 0; i < m; ++i) {
+      for (int p = 0; p < k; ++p) aStored[p * m + i] = a[i * k + p];
+    }
+    for (int p = 0; p < k; ++p) {
+      for (int j = 0; j < n; ++j) bStored[j * k + p] = b[p * n + j];
+    }
+    OneNodeGraph g("Gemm", 2, 1);
+    g.node().setIntAttribute("transA", 1);
+    g.node().setIntAttribute("transB", 1);
+    HostTensor out = runSingle(
+        g.node(), 13, {makeTensor<float>({k, m}, aStored), makeTensor<float>({n, k}, bStored)},
+        &pool);
+    SCOPED_TRACE(::testing::Message() << m << " x " << k << " x " << n);
+    expectNear(valuesOf<float>(out), naiveMatMul(a, b, 1, m, k, n), 1e-4f);
+  }
 }
 
 TEST(KernelGemm, TransposesAndBroadcastsC) {
