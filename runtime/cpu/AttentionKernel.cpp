@@ -7,6 +7,7 @@
 // multiplies by V. The products go tile by tile over the keys, each tile
 // small enough for OpenBLAS to run it on one thread, and the units run in
 // parallel on the kernel's ThreadPool.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -80,6 +81,13 @@ class MultiHeadAttentionKernel : public CpuKernel {
 
     absl::StatusOr<std::vector<float>> keyMask = keyPaddingAdditions(context, g);
     if (!keyMask.ok()) return keyMask.status();
+    // Batch entries without padding skip the mask pass over their scores.
+    std::vector<bool> padded(static_cast<size_t>(g.batch), false);
+    for (int64_t b = 0; b < g.batch && !keyMask->empty(); ++b) {
+      const float* additions = keyMask->data() + b * g.keySequence;
+      padded[b] = std::any_of(additions, additions + g.keySequence,
+                              [](float addition) { return addition != 0.0f; });
+    }
     const float* mask3d = nullptr;
     std::vector<float> mask3dValues;
     if (hasInput(context, 4) && context.inputs[4].shape.size() == 3) {
@@ -146,7 +154,7 @@ class MultiHeadAttentionKernel : public CpuKernel {
         for (int64_t r = 0; r < rows; ++r) {
           float* row = scores.data() + r * g.keySequence;
           const int64_t t = row0 + r;
-          if (!keyMask->empty()) {
+          if (padded[b]) {
             addRows(row, keyMask->data() + b * g.keySequence, nullptr, row, g.keySequence);
           }
           if (mask3d != nullptr) {
