@@ -5,11 +5,12 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <new>
 #include <map>
+#include <new>
 #include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -188,6 +189,16 @@ int runTool(int argc, char** argv) {
         "the output '%s' is the input file; pass --in-place to replace it, or choose another -o",
         outputPath)));
   }
+  if (outputPath != "-") {
+    std::error_code error;
+    if (absl::EndsWith(std::string(outputPath), "/") ||
+        std::filesystem::is_directory(std::string(outputPath), error)) {
+      return fail(absl::InvalidArgumentError(absl::StrFormat(
+          "the output '%s' is a folder; -o must name a file, such as '%s'", outputPath,
+          (std::filesystem::path(std::string(outputPath)) / "model.onnx").lexically_normal()
+              .string())));
+    }
+  }
   if (outputPath == "-" && !emitText && isatty(STDOUT_FILENO)) {
     return fail(absl::InvalidArgumentError(
         "refusing to write a binary model to a terminal; use -S for text or -o FILE"));
@@ -219,6 +230,18 @@ int runTool(int argc, char** argv) {
                                  : passes::defaultPipeline();
   auto pipeline = passes::parsePipeline(pipelineText);
   if (!pipeline.ok()) return fail(pipeline.status());
+
+  // A misspelled pass name would otherwise select nothing and print nothing.
+  for (const auto& [flag, names] :
+       {std::pair{"remarks-missed", &remarksMissed}, std::pair{"print-ir-after", &printIrAfter}}) {
+    for (const std::string& name : *names) {
+      if (name == "all" && names == &remarksMissed) continue;
+      if (auto known = passes::createPass(name); !known.ok()) {
+        return fail(absl::InvalidArgumentError(
+            absl::StrCat("--", flag, "=", name, ": ", known.status().message())));
+      }
+    }
+  }
 
   passes::PassManagerOptions options;
   options.verifyEach = verifyEach;
