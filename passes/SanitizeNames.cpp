@@ -110,12 +110,12 @@ class SanitizeNamesPass final : public Pass {
     declareOption("all", "Rename every value: inputs, outputs, initializers and node outputs",
                   &renameAll_);
     declareOption("alphabet",
-                  "Bytes a name may keep, as single characters and ranges such as 'A-Za-z0-9_' "
-                  "(default: every byte except ':')",
+                  "Bytes a name may keep, as single characters and ranges such as 'A-Za-z0-9_'; "
+                  "empty keeps every byte except ':'",
                   &alphabetSpec_);
     declareOption("replacement",
-                  "Text written in place of each byte outside the alphabet (default: none, the "
-                  "byte is removed)",
+                  "Text written in place of each byte outside the alphabet; empty removes the "
+                  "byte",
                   &replacement_);
     declareOption("name-map",
                   "Write the old-to-new mapping to this file: JSON when it ends in .json, else "

@@ -125,7 +125,9 @@ absl::StatusOr<ir::Value*> findInput(const ir::Graph& graph, const std::string& 
   if (match == nullptr) {
     return absl::NotFoundError(absl::StrCat("input shape name '", name,
                                             "' matches no graph input; the inputs are ",
-                                            inputList(graph)));
+                                            inputList(graph),
+                                            " (names match by letters and digits, so "
+                                            "'input_token:0' also finds 'input_token0')"));
   }
   return match;
 }

@@ -128,9 +128,10 @@ absl::StatusOr<int64_t> chooseDim(const char* flag, int64_t requested,
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be positive"));
   }
   if (requested > 0 && fixed && *fixed != requested) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", requested,
-                                                   " differs from the model's fixed size ",
-                                                   *fixed));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, " ", requested, " differs from the model's fixed size ", *fixed,
+        "; leave out --", flag, ", or optimize the original model again with roformer-opt "
+        "--input-shape giving ", requested));
   }
   if (requested > 0) return requested;
   return fixed.value_or(fallback);
