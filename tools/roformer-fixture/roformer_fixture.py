@@ -781,6 +781,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def parse_args(argv):
     parser = ArgumentParser(
+        prog="roformer-fixture",
         description=(
             "Write roformer-frozen_org.onnx (a seeded random-weight RoFormer laid out like the "
             "tf2onnx export of ByteMLPerf open_roformer) and an open_cail2019 sample set into DIR."

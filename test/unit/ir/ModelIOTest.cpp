@@ -249,7 +249,7 @@ TEST(ModelIO, ExternalDataMustStayInsideModelFolder) {
   std::ofstream(dir.path() / "outside.data") << std::string(48, 'x');
   fs::create_symlink(dir.path() / "outside.data", dir.path() / "model" / "link.data");
 
-  for (const std::string location :
+  for (const std::string& location :
        {std::string("../outside.data"), (dir.path() / "outside.data").string(),
         std::string("link.data")}) {
     auto model = importModel(withExternalLocation(location, 48), dir.path() / "model", "m.onnx");
