@@ -292,8 +292,19 @@ int runTool(int argc, char** argv) {
   if (llvm::AreStatisticsEnabled()) manager.printStatistics(std::cerr);
   if (timePasses) manager.printTiming(std::cerr);
   if (!quiet) {
-    printSummary(histogramBefore, opHistogram(**model), bytesBefore, initializerBytes(**model),
+    std::map<std::string, int> histogramAfter = opHistogram(**model);
+    printSummary(histogramBefore, histogramAfter, bytesBefore, initializerBytes(**model),
                  seconds);
+    // The usual reason is a sequence length that is not fixed, which only
+    // --remarks-missed would otherwise reveal.
+    bool attentionPassRan = absl::StrContains(pipelineText, "fuse-rotary-attention");
+    if (attentionPassRan && histogramAfter["Softmax"] > 0 &&
+        histogramAfter["com.microsoft.MultiHeadAttention"] == 0) {
+      std::cerr << "roformer-opt: note: attention was not fused (" << histogramAfter["Softmax"]
+                << " Softmax nodes remain); run with --remarks-missed=fuse-rotary-attention to "
+                   "see why. A sequence length that is not fixed is the usual cause: pass "
+                   "--input-shape or --max-seq-len\n";
+    }
   }
   return 0;
 }
