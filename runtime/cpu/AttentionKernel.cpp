@@ -81,13 +81,6 @@ class MultiHeadAttentionKernel : public CpuKernel {
 
     absl::StatusOr<std::vector<float>> keyMask = keyPaddingAdditions(context, g);
     if (!keyMask.ok()) return keyMask.status();
-    // Batch entries without padding skip the mask pass over their scores.
-    std::vector<bool> padded(static_cast<size_t>(g.batch), false);
-    for (int64_t b = 0; b < g.batch && !keyMask->empty(); ++b) {
-      const float* additions = keyMask->data() + b * g.keySequence;
-      padded[b] = std::any_of(additions, additions + g.keySequence,
-                              [](float addition) { return addition != 0.0f; });
-    }
     const float* mask3d = nullptr;
     std::vector<float> mask3dValues;
     if (hasInput(context, 4) && context.inputs[4].shape.size() == 3) {
@@ -96,6 +89,27 @@ class MultiHeadAttentionKernel : public CpuKernel {
     }
     const float* attentionBias = hasInput(context, 5) ? context.inputs[5].as<const float>() : nullptr;
     const Shape attentionBiasShape = hasInput(context, 5) ? context.inputs[5].shape : Shape{};
+
+    // Per batch entry: the keys the products and the softmax cover, and
+    // whether the mask must be added to the scores. Keys the padding mask
+    // drops at the end (right padding, as tokenizers write it) are left out
+    // entirely, because their probabilities are zero up to fastExp's floor
+    // of about 1e-38. Entries without padding skip the mask pass.
+    std::vector<int64_t> usedKeys(static_cast<size_t>(g.batch), g.keySequence);
+    std::vector<bool> padded(static_cast<size_t>(g.batch), false);
+    const bool onlyPaddingMask = mask3d == nullptr && attentionBias == nullptr;
+    for (int64_t b = 0; b < g.batch && !keyMask->empty(); ++b) {
+      const float* additions = keyMask->data() + b * g.keySequence;
+      auto isMasked = [](float addition) { return addition != 0.0f; };
+      int64_t kept = g.keySequence;
+      while (kept > 0 && isMasked(additions[kept - 1])) --kept;
+      const bool holes = std::any_of(additions, additions + kept, isMasked);
+      if (onlyPaddingMask && kept > 0 && !holes) {
+        usedKeys[b] = kept;
+      } else {
+        padded[b] = holes || kept < g.keySequence;
+      }
+    }
 
     const float scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(g.headSize));
     const int64_t rowsPerUnit = std::max<int64_t>(
@@ -138,15 +152,18 @@ class MultiHeadAttentionKernel : public CpuKernel {
         const int64_t b = unit / (blocks * numHeads_);
         const int64_t row0 = block * rowsPerUnit;
         const int64_t rows = std::min(rowsPerUnit, g.sequence - row0);
+        const int64_t used = usedKeys[b];
         float* out = output + (b * g.sequence + row0) * outputRowStride + n * g.valueHeadSize;
 
         // scores = scale * Q K^T for the block's rows, one key tile per product.
-        for (int64_t key0 = 0; key0 < g.keySequence; key0 += kKeyTile) {
-          const int64_t keys = std::min(kKeyTile, g.keySequence - key0);
+        for (int64_t key0 = 0; key0 < used; key0 += kKeyTile) {
+          const int64_t tileWidth = std::min(kKeyTile, g.keySequence - key0);
+          const int64_t keys = std::min(tileWidth, used - key0);
           const float* tile =
               keysTransposed.data() + ((b * numHeads_ + n) * g.keySequence + key0) * g.headSize;
           gemm(false, false, rows, keys, g.headSize, scale, views[0].at(b, row0, n),
-               views[0].sequenceStride, tile, keys, 0.0f, scores.data() + key0, g.keySequence);
+               views[0].sequenceStride, tile, tileWidth, 0.0f, scores.data() + key0,
+               g.keySequence);
         }
 
         // Masks, then e^(score - row max). The division by the row sum is
@@ -155,7 +172,7 @@ class MultiHeadAttentionKernel : public CpuKernel {
           float* row = scores.data() + r * g.keySequence;
           const int64_t t = row0 + r;
           if (padded[b]) {
-            addRows(row, keyMask->data() + b * g.keySequence, nullptr, row, g.keySequence);
+            addRows(row, keyMask->data() + b * g.keySequence, nullptr, row, used);
           }
           if (mask3d != nullptr) {
             addRows(row, mask3d + (b * g.sequence + t) * g.keySequence, nullptr, row,
@@ -164,7 +181,7 @@ class MultiHeadAttentionKernel : public CpuKernel {
           if (unidirectional_) {
             // Key j is in the future of query t when j > t + (kv_seq - seq).
             const int64_t lastVisible = t + g.keySequence - g.sequence;
-            for (int64_t j = std::max<int64_t>(0, lastVisible + 1); j < g.keySequence; ++j) {
+            for (int64_t j = std::max<int64_t>(0, lastVisible + 1); j < used; ++j) {
               row[j] += maskFilterValue_;
             }
           }
@@ -176,19 +193,19 @@ class MultiHeadAttentionKernel : public CpuKernel {
                 ((biasBatch * attentionBiasShape[1] + biasHead) * g.sequence + t) * g.keySequence;
             addRows(row, additions, nullptr, row, g.keySequence);
           }
-          const float max = maxOf(row, g.keySequence);
+          const float max = maxOf(row, used);
           if (max == -std::numeric_limits<float>::infinity()) {
             // Every score is -inf (only an attention_bias can do that).
-            std::fill_n(row, g.keySequence, 0.0f);
+            std::fill_n(row, used, 0.0f);
             rowSum[r] = 0.0f;
             continue;
           }
-          rowSum[r] = expShiftedSum(row, max, row, g.keySequence);
+          rowSum[r] = expShiftedSum(row, max, row, used);
         }
 
         // out = P V, accumulated over the key tiles, then divided by the sums.
-        for (int64_t key0 = 0; key0 < g.keySequence; key0 += kKeyTile) {
-          const int64_t keys = std::min(kKeyTile, g.keySequence - key0);
+        for (int64_t key0 = 0; key0 < used; key0 += kKeyTile) {
+          const int64_t keys = std::min(kKeyTile, used - key0);
           gemm(false, false, rows, g.valueHeadSize, keys, 1.0f, scores.data() + key0,
                g.keySequence, views[2].at(b, key0, n), views[2].sequenceStride,
                key0 == 0 ? 0.0f : 1.0f, out, outputRowStride);

@@ -260,6 +260,46 @@ TEST(KernelAttention, PaddedKeysMatchNaiveReference) {
   EXPECT_GT(difference, 1e-3f);
 }
 
+TEST(KernelAttention, RightPaddingCausalAndFullyMasked) {
+  // Entry 0 has no padding, entry 1 is right-padded inside the second key
+  // tile (its padded keys are left out of the products), and entry 2 masks
+  // every key, which must behave as no mask at all, as the reference does.
+  const int batch = 3, sequence = 140, heads = 2, headSize = 8;
+  const int hidden = heads * headSize;
+  std::vector<float> q = pseudoRandom(batch * sequence * hidden, 21);
+  std::vector<float> k = pseudoRandom(batch * sequence * hidden, 22);
+  std::vector<float> v = pseudoRandom(batch * sequence * hidden, 23);
+  for (float& value : q) value *= 3;
+  std::vector<int32_t> mask(batch * sequence, 1);
+  for (int j = 130; j < sequence; ++j) mask[1 * sequence + j] = 0;
+  for (int j = 0; j < sequence; ++j) mask[2 * sequence + j] = 0;
+
+  for (bool causal : {false, true}) {
+    OneNodeGraph g("MultiHeadAttention", 5, 1, "com.microsoft", {3});
+    g.node().setIntAttribute("num_heads", heads);
+    if (causal) g.node().setIntAttribute("unidirectional", 1);
+    ThreadPool pool(2);
+    std::vector<float> out = valuesOf<float>(runSingle(
+        g.node(), 1,
+        {makeTensor<float>({batch, sequence, hidden}, q),
+         makeTensor<float>({batch, sequence, hidden}, k),
+         makeTensor<float>({batch, sequence, hidden}, v), HostTensor(),
+         makeTensor<int32_t>({batch, sequence}, mask)},
+        &pool));
+    SCOPED_TRACE(causal ? "causal" : "bidirectional");
+    std::vector<float> expected =
+        attentionReference(q, k, v, batch, sequence, sequence, heads, headSize, mask,
+                           1.0f / std::sqrt(float(headSize)), -10000.0f, causal);
+    const size_t entry = static_cast<size_t>(sequence * hidden);
+    expectClose(std::vector<float>(out.begin(), out.begin() + 2 * entry),
+                std::vector<float>(expected.begin(), expected.begin() + 2 * entry), 2e-5f);
+    // Scores shifted by -10000 keep only about 3 decimal digits in float32,
+    // while the reference computes in double.
+    expectClose(std::vector<float>(out.begin() + 2 * entry, out.end()),
+                std::vector<float>(expected.begin() + 2 * entry, expected.end()), 1e-3f);
+  }
+}
+
 TEST(KernelAttention, KeyLengthsScaleAndCrossAttention) {
   // 1-D mask of valid key counts, explicit scale, and 5 queries over 9 keys.
   const int batch = 2, sequence = 5, keySequence = 9, heads = 3, headSize = 4;
