@@ -101,13 +101,13 @@ class MultiHeadAttentionKernel : public CpuKernel {
     for (int64_t b = 0; b < g.batch && !keyMask->empty(); ++b) {
       const float* additions = keyMask->data() + b * g.keySequence;
       auto isMasked = [](float addition) { return addition != 0.0f; };
-      int64_t kept = g.keySequence;
-      while (kept > 0 && isMasked(additions[kept - 1])) --kept;
-      const bool holes = std::any_of(additions, additions + kept, isMasked);
-      if (onlyPaddingMask && kept > 0 && !holes) {
-        usedKeys[b] = kept;
+      int64_t keysBeforePadding = g.keySequence;
+      while (keysBeforePadding > 0 && isMasked(additions[keysBeforePadding - 1])) --keysBeforePadding;
+      const bool holes = std::any_of(additions, additions + keysBeforePadding, isMasked);
+      if (onlyPaddingMask && keysBeforePadding > 0 && !holes) {
+        usedKeys[b] = keysBeforePadding;
       } else {
-        padded[b] = holes || kept < g.keySequence;
+        padded[b] = holes || keysBeforePadding < g.keySequence;
       }
     }
 
