@@ -102,7 +102,9 @@ class MultiHeadAttentionKernel : public CpuKernel {
       const float* additions = keyMask->data() + b * g.keySequence;
       auto isMasked = [](float addition) { return addition != 0.0f; };
       int64_t keysBeforePadding = g.keySequence;
-      while (keysBeforePadding > 0 && isMasked(additions[keysBeforePadding - 1])) --keysBeforePadding;
+      while (keysBeforePadding > 0 && isMasked(additions[keysBeforePadding - 1])) {
+        --keysBeforePadding;
+      }
       const bool holes = std::any_of(additions, additions + keysBeforePadding, isMasked);
       if (onlyPaddingMask && keysBeforePadding > 0 && !holes) {
         usedKeys[b] = keysBeforePadding;
