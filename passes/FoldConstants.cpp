@@ -170,15 +170,6 @@ class FoldConstantsPass final : public Pass {
         context.remarkMissed(*node, "the evaluator returned fewer outputs than the node has");
         continue;
       }
-      int64_t outputBytes = 0;
-      for (size_t i = 0; i < node->outputCount(); ++i) {
-        if (node->output(i) != nullptr) outputBytes += (*outputs)[i]->byteSize();
-      }
-      if (outputBytes > limit) {
-        rejectBySize(*node, outputBytes, limit, context);
-        continue;
-      }
-
       for (size_t i = 0; i < node->outputCount(); ++i) {
         if (node->output(i) != nullptr) replaceWithConstant(graph, node->output(i), (*outputs)[i]);
       }
