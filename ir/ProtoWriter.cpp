@@ -38,20 +38,31 @@ struct SplitMessage {
   std::string after;
 };
 
-SplitMessage serializeAround(const google::protobuf::Message& message, int number) {
-  std::unique_ptr<google::protobuf::Message> before(message.New());
-  std::unique_ptr<google::protobuf::Message> after(message.New());
-  before->CopyFrom(message);
-  after->CopyFrom(message);
+// The fields are moved into a scratch message to be serialized and moved
+// back, so nothing is copied; `message` is unchanged on return.
+SplitMessage serializeAround(google::protobuf::Message& message, int number) {
   const google::protobuf::Reflection* reflection = message.GetReflection();
   std::vector<const google::protobuf::FieldDescriptor*> fields;
   reflection->ListFields(message, &fields);
+  std::vector<const google::protobuf::FieldDescriptor*> below;
+  std::vector<const google::protobuf::FieldDescriptor*> above;
   for (const google::protobuf::FieldDescriptor* field : fields) {
-    if (field->number() >= number) reflection->ClearField(before.get(), field);
-    if (field->number() <= number) reflection->ClearField(after.get(), field);
+    if (field->number() < number) below.push_back(field);
+    if (field->number() > number) above.push_back(field);
   }
-  reflection->MutableUnknownFields(before.get())->Clear();
-  return SplitMessage{before->SerializeAsString(), after->SerializeAsString()};
+
+  SplitMessage split;
+  std::unique_ptr<google::protobuf::Message> part(message.New());
+  reflection->SwapFields(&message, part.get(), below);
+  split.before = part->SerializeAsString();
+  reflection->SwapFields(&message, part.get(), below);
+
+  reflection->SwapFields(&message, part.get(), above);
+  reflection->MutableUnknownFields(part.get())->Swap(reflection->MutableUnknownFields(&message));
+  split.after = part->SerializeAsString();
+  reflection->MutableUnknownFields(part.get())->Swap(reflection->MutableUnknownFields(&message));
+  reflection->SwapFields(&message, part.get(), above);
+  return split;
 }
 
 // One initializer's encoding: the TensorProto's own fields, with the raw
@@ -93,7 +104,7 @@ absl::Status writeModelWithInitializerData(int fd, onnx::ModelProto& proto,
   std::vector<InitializerParts> initializers(initializerData.size());
   uint64_t graphSize = 0;
   for (size_t i = 0; i < initializers.size(); ++i) {
-    const onnx::TensorProto& tensor = graph.initializer(static_cast<int>(i));
+    onnx::TensorProto& tensor = *graph.mutable_initializer(static_cast<int>(i));
     InitializerParts& parts = initializers[i];
     parts.data = initializerData[i];
     if (parts.data != nullptr && tensor.has_raw_data()) {
