@@ -48,18 +48,18 @@ class MappedBuffer final : public Buffer {
 // the product overflows.
 absl::StatusOr<int64_t> validatedElementCount(const std::vector<int64_t>& dims,
                                               const std::string& what) {
-  int64_t count = 1;
   for (int64_t dim : dims) {
     if (dim < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": dimension ", dim, " is negative; tensor dims must be >= 0"));
     }
-    if (__builtin_mul_overflow(count, dim, &count)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": the product of the dims overflows 64 bits"));
-    }
   }
-  return count;
+  std::optional<int64_t> count = checkedElementCount(dims);
+  if (!count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": the product of the dims overflows 64 bits"));
+  }
+  return *count;
 }
 
 // Resolves an external-data location inside `baseDir`, rejecting absolute

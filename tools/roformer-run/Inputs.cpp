@@ -437,7 +437,7 @@ absl::Status addSyntheticInputs(const Session& session, const IdInputs& ids,
         " tokens; choose a smaller batch or sequence length"));
   }
 
-  std::vector<int64_t> tokens(static_cast<size_t>(batch * length));
+  std::vector<int64_t> tokens(static_cast<size_t>(tokenCount));
   std::vector<int64_t> segments(tokens.size(), 0);
   if (ids.tokenInput >= 0 && !inputs.count(infos[ids.tokenInput].name)) {
     if (!ids.vocab) {
