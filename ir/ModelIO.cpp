@@ -846,7 +846,7 @@ absl::StatusOr<std::unique_ptr<Model>> loadModelFromBytes(std::string bytes,
 namespace {
 
 // Parses a regular file of at most 2 GiB as a binary ModelProto, reading it
-// in chunks; nullopt when it cannot be opened or does not parse.
+// in chunks. Returns nullopt when the file cannot be opened or does not parse.
 std::optional<onnx::ModelProto> parseBinaryModelFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;

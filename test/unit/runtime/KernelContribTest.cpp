@@ -261,9 +261,9 @@ TEST(KernelAttention, PaddedKeysMatchNaiveReference) {
 }
 
 TEST(KernelAttention, RightPaddingCausalAndFullyMasked) {
-  // Entry 0 has no padding, entry 1 is right-padded inside the second key
-  // tile (its padded keys are left out of the products), and entry 2 masks
-  // every key, which must behave as no mask at all, as the reference does.
+  // Entry 0 has no padding. Entry 1 is right-padded inside the second key
+  // tile, so its padded keys are left out of the products. Entry 2 masks
+  // every key, which must behave as no mask at all, as in the reference.
   const int batch = 3, sequence = 140, heads = 2, headSize = 8;
   const int hidden = heads * headSize;
   std::vector<float> q = pseudoRandom(batch * sequence * hidden, 21);

@@ -122,8 +122,8 @@ TEST(KernelMatMul, LargeProductSplitOverThreads) {
 }
 
 TEST(KernelGemm, TransposedOperandsSplitOverThreads) {
-  // Gemm with both operands transposed, large enough to be split, once cut
-  // by rows (M > N) and once by columns: A is stored [K, M] and B [N, K].
+  // Gemm with both operands transposed and large enough to be split, once
+  // cut by rows (M > N) and once by columns. A is stored [K, M] and B [N, K].
   ThreadPool pool(2);
   for (auto [m, k, n] : {std::tuple{200, 900, 90}, std::tuple{90, 900, 200}}) {
     std::vector<float> a = pseudoRandom(m * k, 9);
