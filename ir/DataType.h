@@ -39,6 +39,13 @@ std::string_view dataTypeName(DataType type);
 // Parses a name produced by dataTypeName; returns kUndefined when unknown.
 DataType dataTypeFromName(std::string_view name);
 
+// Float32 values of fp16 and bf16 bits, and back with round to nearest even.
+// fp16 overflows to infinity, and NaN stays NaN in both formats.
+float halfBitsToFloat(uint16_t bits);
+float bfloat16BitsToFloat(uint16_t bits);
+uint16_t floatToHalfBits(float value);
+uint16_t floatToBfloat16Bits(float value);
+
 inline bool isValidDataType(int32_t value) { return value >= 0 && value <= 16; }
 
 inline bool isFloatingPoint(DataType type) {

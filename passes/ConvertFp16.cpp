@@ -35,7 +35,6 @@
 // `to` (EyeLike, RandomNormal dtype) are not rewritten; the RoFormer graphs
 // contain none.
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <set>
 #include <unordered_set>
@@ -61,28 +60,7 @@ uint16_t toHalfBits(float value) {
       value = std::copysign(kHalfMinPositive, value);
     }
   }
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
-  const uint32_t exponent = (bits >> 23) & 0xffu;
-  uint32_t mantissa = bits & 0x7fffffu;
-  if (exponent == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mantissa != 0 ? 0x200u : 0u));
-  const int halfExponent = static_cast<int>(exponent) - 127 + 15;
-  if (halfExponent >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (halfExponent <= 0) {
-    if (halfExponent < -10) return sign;
-    mantissa |= 0x800000u;
-    const int shift = 14 - halfExponent;
-    uint32_t rounded = mantissa >> shift;
-    const uint32_t remainder = mantissa & ((1u << shift) - 1);
-    const uint32_t halfway = 1u << (shift - 1);
-    if (remainder > halfway || (remainder == halfway && (rounded & 1u))) ++rounded;
-    return static_cast<uint16_t>(sign | rounded);
-  }
-  uint32_t rounded = (static_cast<uint32_t>(halfExponent) << 10) | (mantissa >> 13);
-  const uint32_t remainder = mantissa & 0x1fffu;
-  if (remainder > 0x1000u || (remainder == 0x1000u && (rounded & 1u))) ++rounded;
-  return static_cast<uint16_t>(sign | rounded);
+  return ir::floatToHalfBits(value);
 }
 
 std::shared_ptr<ir::Tensor> toHalfTensor(const ir::Tensor& tensor) {

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -46,38 +45,6 @@ std::string elementIndex(int64_t flat, const Shape& shape) {
   return absl::StrCat("[", absl::StrJoin(index, ", "), "]");
 }
 
-float halfToFloat(uint16_t bits) {
-  uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
-  uint32_t exponent = (bits >> 10) & 0x1f;
-  uint32_t mantissa = bits & 0x3ff;
-  uint32_t result;
-  if (exponent == 0x1f) {
-    result = sign | 0x7f800000 | (mantissa << 13);
-  } else if (exponent != 0) {
-    result = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    result = sign;
-  } else {
-    // Subnormal: normalize the mantissa.
-    int shift = 0;
-    while ((mantissa & 0x400) == 0) {
-      mantissa <<= 1;
-      ++shift;
-    }
-    result = sign | (static_cast<uint32_t>(113 - shift) << 23) | ((mantissa & 0x3ff) << 13);
-  }
-  float value;
-  std::memcpy(&value, &result, sizeof(value));
-  return value;
-}
-
-float bfloat16ToFloat(uint16_t bits) {
-  uint32_t widened = static_cast<uint32_t>(bits) << 16;
-  float value;
-  std::memcpy(&value, &widened, sizeof(value));
-  return value;
-}
-
 // Reads element `i` of a numeric tensor as double; nullopt for other types.
 std::optional<double> elementAsDouble(const HostTensor& tensor, int64_t i) {
   const void* data = tensor.rawData();
@@ -87,9 +54,9 @@ std::optional<double> elementAsDouble(const HostTensor& tensor, int64_t i) {
     case DataType::kDouble:
       return static_cast<const double*>(data)[i];
     case DataType::kFloat16:
-      return halfToFloat(static_cast<const uint16_t*>(data)[i]);
+      return ir::halfBitsToFloat(static_cast<const uint16_t*>(data)[i]);
     case DataType::kBfloat16:
-      return bfloat16ToFloat(static_cast<const uint16_t*>(data)[i]);
+      return ir::bfloat16BitsToFloat(static_cast<const uint16_t*>(data)[i]);
     case DataType::kInt8:
       return static_cast<const int8_t*>(data)[i];
     case DataType::kUint8:

@@ -188,11 +188,10 @@ std::string cudaErrorText(cudaError_t error);
 // out-of-memory).
 absl::Status cudaStatus(cudaError_t error, const std::string& action);
 
-// Float32 values of fp16 and bf16 bits, and back (round to nearest even),
-// for the host side.
-float halfBitsToFloat(uint16_t bits);
-float bfloat16BitsToFloat(uint16_t bits);
-uint16_t floatToHalfBits(float value);
-uint16_t floatToBfloat16Bits(float value);
+// The host-side fp16 and bf16 conversions live in ir/DataType.h.
+using ir::bfloat16BitsToFloat;
+using ir::floatToBfloat16Bits;
+using ir::floatToHalfBits;
+using ir::halfBitsToFloat;
 
 }  // namespace roformer::runtime::cuda
