@@ -34,6 +34,12 @@ const char* precisionName(Precision precision);
 // Parses "fp32", "fp16" or "bf16".
 absl::StatusOr<Precision> parsePrecision(std::string_view name);
 
+// The device work of one run, recorded by a backend for replay (a CUDA graph).
+class RecordedRun {
+ public:
+  virtual ~RecordedRun() = default;
+};
+
 // A block of device memory, freed when the last copy of `owner` goes away.
 struct DeviceBuffer {
   void* data = nullptr;
@@ -81,6 +87,38 @@ class Backend {
   // outputs to the host. Backends whose kernels finish before compute()
   // returns, such as the CPU one, need not override it.
   virtual absl::Status synchronize() { return absl::OkStatus(); }
+
+  // ---- Recorded runs ----
+  // A backend that can record the device work a run queues and replay it
+  // later saves the host work of every step (shape inference, launches).
+  // The executor records a run only when every buffer address is fixed by a
+  // memory plan, and replays it only for inputs of the same shapes copied to
+  // the same addresses. While recording, kernels queue work but nothing
+  // runs; a kernel that needs the host in the middle of the run (a device
+  // value read back, a CPU fallback) fails with an error instead.
+
+  // Whether this backend records runs at all.
+  virtual bool canRecord() const { return false; }
+  // Starts recording the work the calling thread queues.
+  virtual absl::Status beginRecording() {
+    return absl::UnimplementedError("this backend does not record runs");
+  }
+  // Ends the recording. `outputs` are the run's graph outputs: the recorded
+  // work must leave their values in device memory. Returns the recorded run,
+  // which has not run yet, or an error saying why the run cannot be
+  // recorded; either way nothing recorded has run, so the executor runs the
+  // steps again without recording after an error.
+  virtual absl::StatusOr<std::shared_ptr<RecordedRun>> endRecording(
+      const std::vector<TensorView>& outputs) {
+    return absl::UnimplementedError("this backend does not record runs");
+  }
+  // Ends a recording after a step failed, dropping what was recorded.
+  virtual void abandonRecording() {}
+  // Queues a recorded run on the calling thread. False when the run cannot
+  // be replayed from this thread (then run the steps instead).
+  virtual absl::StatusOr<bool> replay(const RecordedRun& run) {
+    return absl::UnimplementedError("this backend does not record runs");
+  }
 };
 
 // The backend that runs the CPU kernels on host memory.

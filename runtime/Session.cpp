@@ -27,6 +27,23 @@ struct Session::ExecutionContext {
   std::vector<std::vector<TensorView>> stepOutputs;
   // Per step: nanoseconds of the current run, when profiling.
   std::vector<int64_t> stepNanoseconds;
+
+  // Per input-shape signature: the run recorded in this context (on
+  // backends that record runs) and what replaying it needs.
+  struct Recording {
+    // The plan and arena the recorded work writes to.
+    std::shared_ptr<const MemoryPlan> plan;
+    const void* arena = nullptr;
+    // Planned runs of the signature that ran step by step.
+    size_t plannedRuns = 0;
+    bool unrecordable = false;
+    std::shared_ptr<RecordedRun> run;
+    // Per graph output: its view at the end of the recorded run.
+    std::vector<TensorView> outputViews;
+    uint64_t lastUsed = 0;
+  };
+  std::map<std::vector<int64_t>, Recording> recordings;
+  uint64_t recordingClock = 0;
 };
 
 namespace {
@@ -424,6 +441,8 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
   std::vector<TensorView>& views = context->views;
 
   if (plan && context->arena.size < plan->arenaBytes) {
+    // Recorded runs write to the old arena.
+    context->recordings.clear();
     context->arena = DeviceBuffer{};
     absl::StatusOr<DeviceBuffer> arena = backend.allocate(plan->arenaBytes);
     if (!arena.ok()) return arena.status();
@@ -462,84 +481,181 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
     if (!copied.ok()) return copied;
   }
 
+  // ---- Recording ----
+  ExecutionContext::Recording* recording = nullptr;
+  if (planned && !hostMemory && options_.recordRuns && !options_.profile && backend.canRecord()) {
+    recording = &context->recordings[signature];
+    if (recording->plan != plan || recording->arena != arenaBase) {
+      *recording = ExecutionContext::Recording{};
+      recording->plan = plan;
+      recording->arena = arenaBase;
+    }
+    recording->lastUsed = ++context->recordingClock;
+    const size_t limit = std::max<size_t>(options_.maxCachedPlans, 1);
+    while (context->recordings.size() > limit) {
+      auto oldest = std::min_element(
+          context->recordings.begin(), context->recordings.end(),
+          [](const auto& a, const auto& b) { return a.second.lastUsed < b.second.lastUsed; });
+      context->recordings.erase(oldest);
+    }
+  }
+
   // ---- Steps ----
   bool mismatch = false;
   const std::vector<Step>& steps = schedule_->steps();
-  for (size_t s = 0; s < steps.size(); ++s) {
-    const Step& step = steps[s];
-    std::vector<TensorView>& stepInputs = context->stepInputs[s];
-    std::vector<TensorView>& stepOutputs = context->stepOutputs[s];
-    for (size_t j = 0; j < step.inputSlots.size(); ++j) stepInputs[j] = views[step.inputSlots[j]];
-    for (TensorView& output : stepOutputs) {
-      output.type = DataType::kUndefined;
-      output.shape.clear();
-      output.data = nullptr;
-    }
-    KernelContext kernelContext{stepInputs, stepOutputs, context->threads.get()};
-    std::chrono::steady_clock::time_point stepStart;
-    if (options_.profile) stepStart = std::chrono::steady_clock::now();
-    if (absl::Status inferred = step.kernel->inferOutputs(kernelContext); !inferred.ok()) {
-      return annotate(step, inferred);
-    }
-
-    if (planned) {
-      for (size_t j = 0; j < stepOutputs.size(); ++j) {
-        const SlotLayout& layout = plan->slots[step.outputSlots[j]];
-        if (stepOutputs[j].type != layout.type || stepOutputs[j].shape != layout.shape) {
-          // Shapes here depend on input values, not only input shapes: finish
-          // this run with separate buffers and replace the plan afterwards.
-          planned = false;
-          mismatch = true;
-          break;
-        }
-      }
-    }
-
-    for (size_t j = 0; j < stepOutputs.size(); ++j) {
-      int slot = step.outputSlots[j];
-      TensorView& output = stepOutputs[j];
-      for (int64_t dim : output.shape) {
-        if (dim < 0) {
-          return absl::InternalError(absl::StrCat(step.description, ": the kernel inferred shape ",
-                                                  shapeToString(output.shape), " for output ", j));
-        }
-      }
-      std::optional<int64_t> checkedBytes = ir::checkedByteSize(output.type, output.shape);
-      if (!checkedBytes) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat(step.description, ": output ", j, " would have shape ",
-                         shapeToString(output.shape), ", whose size does not fit in 64 bits"));
-      }
-      size_t bytes = static_cast<size_t>(*checkedBytes);
-      if (slots[slot].kind == SlotKind::kOmitted) {
+  // Runs every step. While the backend records, a step whose output shapes
+  // differ from the plan ends the run with an error instead, because a
+  // recording cannot allocate separate buffers.
+  auto runSteps = [&](bool recordingRun) -> absl::Status {
+    for (size_t s = 0; s < steps.size(); ++s) {
+      const Step& step = steps[s];
+      std::vector<TensorView>& stepInputs = context->stepInputs[s];
+      std::vector<TensorView>& stepOutputs = context->stepOutputs[s];
+      for (size_t j = 0; j < step.inputSlots.size(); ++j) stepInputs[j] = views[step.inputSlots[j]];
+      for (TensorView& output : stepOutputs) {
+        output.type = DataType::kUndefined;
+        output.shape.clear();
         output.data = nullptr;
-      } else if (hostMemory && slots[slot].isGraphOutput()) {
-        HostTensor tensor = allocateHostTensor(output.type, output.shape);
-        if (tensor.empty() && output.type != DataType::kUndefined) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              "failed to allocate ", bytes, " bytes for output '", slots[slot].name, "'"));
+      }
+      KernelContext kernelContext{stepInputs, stepOutputs, context->threads.get()};
+      std::chrono::steady_clock::time_point stepStart;
+      if (options_.profile) stepStart = std::chrono::steady_clock::now();
+      if (absl::Status inferred = step.kernel->inferOutputs(kernelContext); !inferred.ok()) {
+        return annotate(step, inferred);
+      }
+
+      if (planned) {
+        for (size_t j = 0; j < stepOutputs.size(); ++j) {
+          const SlotLayout& layout = plan->slots[step.outputSlots[j]];
+          if (stepOutputs[j].type != layout.type || stepOutputs[j].shape != layout.shape) {
+            if (recordingRun) {
+              return absl::FailedPreconditionError(
+                  absl::StrCat(step.description, ": output ", j,
+                               " has a shape that depends on input values"));
+            }
+            // Shapes here depend on input values, not only input shapes:
+            // finish this run with separate buffers and replace the plan
+            // afterwards.
+            planned = false;
+            mismatch = true;
+            break;
+          }
         }
-        output.data = tensor.rawData();
-        context->ownOutputs[slot] = std::move(tensor);
-      } else if (planned) {
-        output.data = arenaBase + plan->slots[slot].offset;
+      }
+
+      for (size_t j = 0; j < stepOutputs.size(); ++j) {
+        int slot = step.outputSlots[j];
+        TensorView& output = stepOutputs[j];
+        for (int64_t dim : output.shape) {
+          if (dim < 0) {
+            return absl::InternalError(absl::StrCat(step.description,
+                                                    ": the kernel inferred shape ",
+                                                    shapeToString(output.shape), " for output ", j));
+          }
+        }
+        std::optional<int64_t> checkedBytes = ir::checkedByteSize(output.type, output.shape);
+        if (!checkedBytes) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat(step.description, ": output ", j, " would have shape ",
+                           shapeToString(output.shape), ", whose size does not fit in 64 bits"));
+        }
+        size_t bytes = static_cast<size_t>(*checkedBytes);
+        if (slots[slot].kind == SlotKind::kOmitted) {
+          output.data = nullptr;
+        } else if (hostMemory && slots[slot].isGraphOutput()) {
+          HostTensor tensor = allocateHostTensor(output.type, output.shape);
+          if (tensor.empty() && output.type != DataType::kUndefined) {
+            return absl::ResourceExhaustedError(absl::StrCat(
+                "failed to allocate ", bytes, " bytes for output '", slots[slot].name, "'"));
+          }
+          output.data = tensor.rawData();
+          context->ownOutputs[slot] = std::move(tensor);
+        } else if (planned) {
+          output.data = arenaBase + plan->slots[slot].offset;
+        } else {
+          absl::StatusOr<void*> data = allocateSlot(slot, bytes);
+          if (!data.ok()) return data.status();
+          output.data = *data;
+        }
+      }
+
+      if (absl::Status computed = step.kernel->compute(kernelContext); !computed.ok()) {
+        return annotate(step, computed);
+      }
+      if (options_.profile) {
+        context->stepNanoseconds[s] = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now() - stepStart)
+                                          .count();
+      }
+      for (size_t j = 0; j < stepOutputs.size(); ++j) views[step.outputSlots[j]] = stepOutputs[j];
+      for (int dead : schedule_->slotsDyingAfter(s)) context->buffers[dead] = DeviceBuffer{};
+    }
+    return absl::OkStatus();
+  };
+
+  const std::vector<int>& outputSlots = schedule_->outputSlots();
+  bool done = false;
+  if (recording != nullptr && recording->run != nullptr) {
+    absl::StatusOr<bool> replayed = backend.replay(*recording->run);
+    if (!replayed.ok()) return replayed.status();
+    if (*replayed) {
+      for (size_t i = 0; i < outputSlots.size(); ++i) {
+        views[outputSlots[i]] = recording->outputViews[i];
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++stats_.replayedRuns;
+      done = true;
+    } else {
+      // Recorded from another thread: record again from this one.
+      recording->run.reset();
+    }
+  }
+
+  if (!done && recording != nullptr && !recording->unrecordable && recording->plannedRuns > 0) {
+    // Record this run, then run what was recorded.
+    absl::Status status = backend.beginRecording();
+    if (status.ok()) {
+      status = runSteps(/*recordingRun=*/true);
+      if (status.ok()) {
+        std::vector<TensorView> outputViews;
+        for (int slot : outputSlots) outputViews.push_back(views[slot]);
+        absl::StatusOr<std::shared_ptr<RecordedRun>> run = backend.endRecording(outputViews);
+        status = run.status();
+        if (run.ok()) {
+          absl::StatusOr<bool> replayed = backend.replay(**run);
+          if (!replayed.ok()) return replayed.status();
+          if (*replayed) {
+            recording->run = std::move(*run);
+            recording->outputViews = std::move(outputViews);
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++stats_.recordedRuns;
+            done = true;
+          } else {
+            status = absl::InternalError("the backend declined to replay the run it recorded");
+          }
+        }
       } else {
-        absl::StatusOr<void*> data = allocateSlot(slot, bytes);
-        if (!data.ok()) return data.status();
-        output.data = *data;
+        backend.abandonRecording();
       }
     }
+    if (!done) {
+      // Nothing recorded has run: run the steps one by one. When that works,
+      // the failure was the recording's, so do not record this signature
+      // again in this context.
+      planned = true;
+      mismatch = false;
+      if (absl::Status eager = runSteps(/*recordingRun=*/false); !eager.ok()) return eager;
+      recording->unrecordable = true;
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++stats_.unrecordable;
+      stats_.unrecordableReason = std::string(status.message());
+      done = true;
+    }
+  }
 
-    if (absl::Status computed = step.kernel->compute(kernelContext); !computed.ok()) {
-      return annotate(step, computed);
-    }
-    if (options_.profile) {
-      context->stepNanoseconds[s] = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now() - stepStart)
-                                        .count();
-    }
-    for (size_t j = 0; j < stepOutputs.size(); ++j) views[step.outputSlots[j]] = stepOutputs[j];
-    for (int dead : schedule_->slotsDyingAfter(s)) context->buffers[dead] = DeviceBuffer{};
+  if (!done) {
+    if (absl::Status status = runSteps(/*recordingRun=*/false); !status.ok()) return status;
+    if (recording != nullptr) ++recording->plannedRuns;
   }
 
   if (absl::Status synchronized = backend.synchronize(); !synchronized.ok()) return synchronized;
@@ -561,7 +677,7 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
 
   // ---- Outputs ----
   std::vector<HostTensor> outputs;
-  for (int slot : schedule_->outputSlots()) {
+  for (int slot : outputSlots) {
     const TensorView& view = views[slot];
     if (hostMemory && slots[slot].kind == SlotKind::kComputed) {
       outputs.push_back(context->ownOutputs[slot]);

@@ -14,6 +14,14 @@
 // separate buffers (and a new plan) when they differ, as they can when shapes
 // depend on input values.
 //
+// On a backend that records runs (the CUDA backend, as CUDA graphs), the
+// second planned run of a signature in an execution context is recorded and
+// later runs of that signature replay it: the inputs are copied to the same
+// addresses and no kernel is asked for shapes or called. A signature whose
+// run needs the host between steps (a CPU fallback, a device value read back
+// to compute a shape) cannot be recorded; it runs step by step, and stats()
+// says why.
+//
 // run() may be called from several threads at once: each call takes its own
 // execution context (arena, thread pool, tensor views) from a pool, and the
 // plan cache is guarded by a mutex. Kernels are shared between calls, so
@@ -50,8 +58,13 @@ struct SessionOptions {
   // Memory plans kept for distinct input-shape signatures; the least recently
   // used one is dropped beyond this.
   size_t maxCachedPlans = 16;
-  // Time every step of every run (see Session::profile()).
+  // Time every step of every run (see Session::profile()). Profiled runs
+  // are never recorded.
   bool profile = false;
+  // On backends that record runs (CUDA graphs): record the second planned
+  // run of each input-shape signature and replay it for later runs of that
+  // signature, so later runs skip every step's host work.
+  bool recordRuns = true;
   // Runs on this backend instead of creating one for `device`.
   std::shared_ptr<Backend> backend;
 };
@@ -69,6 +82,13 @@ struct SessionStats {
   size_t arenaBytes = 0;
   size_t unsharedBytes = 0;
   size_t inPlaceSteps = 0;
+  // Runs recorded for replay, and runs that replayed one.
+  size_t recordedRuns = 0;
+  size_t replayedRuns = 0;
+  // Signatures that cannot be recorded, and why the latest one could not
+  // ("Gather 'x': ... cannot be recorded").
+  size_t unrecordable = 0;
+  std::string unrecordableReason;
 };
 
 // Time spent in one step, averaged over the profiled runs.
