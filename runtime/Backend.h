@@ -73,6 +73,12 @@ class Backend {
   virtual absl::Status copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) = 0;
   virtual absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) = 0;
 
+  // Host memory for the output tensors a run returns, at least
+  // kBufferAlignment aligned; null lets the executor use ordinary memory.
+  // Device backends return memory their copies to the host are fastest into
+  // (pinned memory for CUDA).
+  virtual std::shared_ptr<void> allocateHostMemory(size_t bytes) { return nullptr; }
+
   // Makes a constant weight readable by kernels for the backend's lifetime.
   // Host backends return a view of the tensor's own bytes, which the
   // returned owner keeps alive; device backends upload a copy once.

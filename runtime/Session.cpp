@@ -34,8 +34,6 @@ struct Session::ExecutionContext {
     // The plan and arena the recorded work writes to.
     std::shared_ptr<const MemoryPlan> plan;
     const void* arena = nullptr;
-    // Planned runs of the signature that ran step by step.
-    size_t plannedRuns = 0;
     bool unrecordable = false;
     std::shared_ptr<RecordedRun> run;
     // Per graph output: its view at the end of the recorded run.
@@ -611,7 +609,7 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
     }
   }
 
-  if (!done && recording != nullptr && !recording->unrecordable && recording->plannedRuns > 0) {
+  if (!done && recording != nullptr && !recording->unrecordable) {
     // Record this run, then run what was recorded.
     absl::Status status = backend.beginRecording();
     if (status.ok()) {
@@ -655,7 +653,6 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
 
   if (!done) {
     if (absl::Status status = runSteps(/*recordingRun=*/false); !status.ok()) return status;
-    if (recording != nullptr) ++recording->plannedRuns;
   }
 
   if (absl::Status synchronized = backend.synchronize(); !synchronized.ok()) return synchronized;
@@ -684,12 +681,19 @@ absl::StatusOr<std::vector<HostTensor>> Session::execute(
       continue;
     }
     // Inputs and constants are copied, so the caller may modify the result.
-    HostTensor copy = allocateHostTensor(view.type, view.shape);
+    HostTensor copy;
+    const size_t bytes = view.byteSize();
+    if (std::shared_ptr<void> memory = backend.allocateHostMemory(bytes)) {
+      void* data = memory.get();
+      copy = HostTensor(view.type, view.shape, std::move(memory), data);
+    } else {
+      copy = allocateHostTensor(view.type, view.shape);
+    }
     if (copy.empty()) {
       return absl::ResourceExhaustedError(
           absl::StrCat("failed to allocate output '", slots[slot].name, "'"));
     }
-    absl::Status copied = backend.copyToHost(copy.rawData(), view.data, view.byteSize());
+    absl::Status copied = backend.copyToHost(copy.rawData(), view.data, bytes);
     if (!copied.ok()) return copied;
     outputs.push_back(std::move(copy));
   }

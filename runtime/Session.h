@@ -15,7 +15,7 @@
 // depend on input values.
 //
 // On a backend that records runs (the CUDA backend, as CUDA graphs), the
-// second planned run of a signature in an execution context is recorded and
+// first planned run of a signature in an execution context is recorded and
 // later runs of that signature replay it: the inputs are copied to the same
 // addresses and no kernel is asked for shapes or called. A signature whose
 // run needs the host between steps (a CPU fallback, a device value read back
@@ -61,9 +61,9 @@ struct SessionOptions {
   // Time every step of every run (see Session::profile()). Profiled runs
   // are never recorded.
   bool profile = false;
-  // On backends that record runs (CUDA graphs): record the second planned
-  // run of each input-shape signature and replay it for later runs of that
-  // signature, so later runs skip every step's host work.
+  // On backends that record runs (CUDA graphs): record the first planned
+  // run of each input-shape signature (its second run) and replay it for
+  // later runs of that signature, so they skip every step's host work.
   bool recordRuns = true;
   // Runs on this backend instead of creating one for `device`.
   std::shared_ptr<Backend> backend;

@@ -1,7 +1,10 @@
 #include "runtime/cuda/CudaBackend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/CpuKernels.h"
@@ -18,6 +21,27 @@ namespace {
 constexpr int kHighestProbedOpset = 30;
 constexpr int kOpenOpsetEnd = 1000;
 constexpr float kHalfMax = 65504.0f;
+// Inputs larger than this are copied from the caller's memory directly
+// instead of through the thread's pinned staging memory, which grows up to
+// this size.
+constexpr size_t kStagingLimit = size_t{256} << 20;
+constexpr size_t kStagingMinimum = size_t{1} << 20;
+// Idle pinned output blocks kept for reuse; blocks given back beyond this
+// are freed.
+constexpr size_t kPinnedPoolLimit = size_t{1} << 30;
+
+// A recorded run: an instantiated CUDA graph and the pinned copies of host
+// data its uploads read.
+struct CudaRecordedRun : RecordedRun {
+  const CudaContext* context = nullptr;
+  uint64_t thread = 0;
+  cudaGraphExec_t graph = nullptr;
+  std::vector<std::shared_ptr<void>> hostCopies;
+
+  ~CudaRecordedRun() override {
+    if (graph != nullptr) cudaGraphExecDestroy(graph);
+  }
+};
 
 std::pair<std::string, std::string> splitQualifiedOp(const std::string& qualified) {
   const size_t dot = qualified.rfind('.');
@@ -49,6 +73,51 @@ bool fitsHalf(const ir::Tensor& tensor) {
 }
 
 }  // namespace
+
+class PinnedPool : public std::enable_shared_from_this<PinnedPool> {
+ public:
+  ~PinnedPool() {
+    for (const auto& [bytes, data] : idle_) cudaFreeHost(data);
+  }
+
+  // A pinned block of at least `bytes` bytes, or null when pinning fails.
+  std::shared_ptr<void> get(size_t bytes) {
+    const size_t size = std::max<size_t>(bytes, 1);
+    void* data = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = idle_.find(size);
+      if (it != idle_.end()) {
+        data = it->second;
+        idleBytes_ -= size;
+        idle_.erase(it);
+      }
+    }
+    if (data == nullptr && cudaMallocHost(&data, size) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    std::shared_ptr<PinnedPool> self = shared_from_this();
+    return std::shared_ptr<void>(data, [self, size](void* block) { self->giveBack(block, size); });
+  }
+
+ private:
+  void giveBack(void* data, size_t size) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (idleBytes_ + size <= kPinnedPoolLimit) {
+        idle_.emplace(size, data);
+        idleBytes_ += size;
+        return;
+      }
+    }
+    cudaFreeHost(data);
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> idle_;
+  size_t idleBytes_ = 0;
+};
 
 std::unique_ptr<KernelRegistry> buildCudaRegistry(std::shared_ptr<CudaContext> context) {
   DeviceOpTable table;
@@ -102,19 +171,55 @@ absl::StatusOr<std::shared_ptr<CudaBackend>> CudaBackend::create(const BackendOp
   if (!context.ok()) return context.status();
   auto backend = std::shared_ptr<CudaBackend>(new CudaBackend(*context));
   backend->registry_ = buildCudaRegistry(*context);
+  backend->pinnedPool_ = std::make_shared<PinnedPool>();
   return backend;
 }
 
 absl::StatusOr<DeviceBuffer> CudaBackend::allocate(size_t bytes) { return context_->allocate(bytes); }
 
+std::shared_ptr<void> CudaBackend::allocateHostMemory(size_t bytes) {
+  return pinnedPool_->get(bytes);
+}
+
 absl::Status CudaBackend::copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) {
   absl::StatusOr<ThreadState*> state = context_->thread();
   if (!state.ok()) return state.status();
-  context_->invalidateMirrors(**state, deviceDst, bytes);
+  ThreadState& thread = **state;
+  context_->invalidateMirrors(thread, deviceDst, bytes);
   if (bytes == 0) return absl::OkStatus();
+  const char* action = "copying an input to the CUDA device";
+  if (thread.recording || bytes > kStagingLimit) {
+    return context_->copyHostToDevice(thread, deviceDst, hostSrc, bytes, action);
+  }
+
+  // Stage the input in pinned memory. The copies queued since the last
+  // synchronization may still read the staging memory, so when it is full,
+  // wait for them and start again at its beginning.
+  size_t offset = (thread.stagingUsed + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+  if (offset + bytes > thread.stagingBytes) {
+    if (absl::Status status = cudaStatus(cudaStreamSynchronize(thread.stream), action);
+        !status.ok()) {
+      return status;
+    }
+    thread.stagingUsed = 0;
+    offset = 0;
+    if (bytes > thread.stagingBytes) {
+      const size_t size =
+          std::min(kStagingLimit, std::max({bytes, 2 * thread.stagingBytes, kStagingMinimum}));
+      absl::StatusOr<std::shared_ptr<void>> staging = context_->allocatePinned(size);
+      if (!staging.ok()) {
+        // Without pinned memory the copy still works, only slower.
+        return context_->copyHostToDevice(thread, deviceDst, hostSrc, bytes, action);
+      }
+      thread.staging = std::move(*staging);
+      thread.stagingBytes = size;
+    }
+  }
+  auto* staged = static_cast<uint8_t*>(thread.staging.get()) + offset;
+  std::memcpy(staged, hostSrc, bytes);
+  thread.stagingUsed = offset + bytes;
   return cudaStatus(
-      cudaMemcpyAsync(deviceDst, hostSrc, bytes, cudaMemcpyHostToDevice, (*state)->stream),
-      "copying an input to the CUDA device");
+      cudaMemcpyAsync(deviceDst, staged, bytes, cudaMemcpyHostToDevice, thread.stream), action);
 }
 
 absl::Status CudaBackend::copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) {
@@ -155,6 +260,99 @@ absl::Status CudaBackend::synchronize() {
   absl::StatusOr<ThreadState*> state = context_->thread();
   if (!state.ok()) return state.status();
   return context_->synchronizeAndCheck(**state);
+}
+
+absl::Status CudaBackend::beginRecording() {
+  absl::StatusOr<ThreadState*> state = context_->thread();
+  if (!state.ok()) return state.status();
+  ThreadState& thread = **state;
+  if (thread.recording) {
+    return absl::FailedPreconditionError("this thread is already recording a CUDA graph");
+  }
+  if (absl::Status status = cudaStatus(
+          cudaStreamBeginCapture(thread.stream, cudaStreamCaptureModeThreadLocal),
+          "starting to record a CUDA graph");
+      !status.ok()) {
+    return status;
+  }
+  thread.recording = true;
+  thread.recordedHostCopies.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RecordedRun>> CudaBackend::endRecording(
+    const std::vector<TensorView>& outputs) {
+  absl::StatusOr<ThreadState*> state = context_->thread();
+  if (!state.ok()) return state.status();
+  ThreadState& thread = **state;
+  if (!thread.recording) {
+    return absl::FailedPreconditionError("this thread is not recording a CUDA graph");
+  }
+  // An output computed on the host may exist only as a mirror; the graph
+  // must write it, because a replay leaves no mirrors.
+  absl::Status uploaded = absl::OkStatus();
+  for (const TensorView& output : outputs) {
+    if (output.data == nullptr) continue;
+    uploaded = context_->uploadPending(thread, output.data);
+    if (!uploaded.ok()) break;
+  }
+
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(thread.stream, &graph);
+  thread.recording = false;
+  auto run = std::make_shared<CudaRecordedRun>();
+  run->hostCopies = std::move(thread.recordedHostCopies);
+  thread.recordedHostCopies.clear();
+  if (!uploaded.ok() || ended != cudaSuccess || graph == nullptr) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    // Clear the error a launch into the invalidated capture left behind.
+    cudaGetLastError();
+    if (!uploaded.ok()) return uploaded;
+    if (ended != cudaSuccess) return cudaStatus(ended, "recording the run as a CUDA graph");
+    return absl::InternalError("recording the run as a CUDA graph produced no graph");
+  }
+  const cudaError_t instantiated = cudaGraphInstantiate(&run->graph, graph, 0);
+  cudaGraphDestroy(graph);
+  if (instantiated != cudaSuccess) {
+    run->graph = nullptr;
+    cudaGetLastError();
+    return cudaStatus(instantiated, "instantiating the recorded CUDA graph");
+  }
+  run->context = context_.get();
+  run->thread = thread.id;
+  return std::shared_ptr<RecordedRun>(std::move(run));
+}
+
+void CudaBackend::abandonRecording() {
+  absl::StatusOr<ThreadState*> state = context_->thread();
+  if (!state.ok() || !(*state)->recording) return;
+  ThreadState& thread = **state;
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(thread.stream, &graph);
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  thread.recording = false;
+  thread.recordedHostCopies.clear();
+}
+
+absl::StatusOr<bool> CudaBackend::replay(const RecordedRun& recorded) {
+  const auto* run = dynamic_cast<const CudaRecordedRun*>(&recorded);
+  if (run == nullptr || run->context != context_.get()) {
+    return absl::InvalidArgumentError("the recorded run belongs to another backend");
+  }
+  absl::StatusOr<ThreadState*> state = context_->thread();
+  if (!state.ok()) return state.status();
+  ThreadState& thread = **state;
+  if (run->thread != thread.id) return false;
+  // The graph writes device memory without updating the mirrors, and the
+  // run that replays it reads only the graph's outputs.
+  thread.mirrors.clear();
+  if (absl::Status status = cudaStatus(cudaGraphLaunch(run->graph, thread.stream),
+                                       "launching the recorded CUDA graph");
+      !status.ok()) {
+    return status;
+  }
+  return true;
 }
 
 absl::StatusOr<DeviceBuffer> CudaBackend::placeConstant(std::shared_ptr<const ir::Tensor> tensor) {

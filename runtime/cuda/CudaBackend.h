@@ -21,6 +21,7 @@
 namespace roformer::runtime::cuda {
 
 class CudaContext;
+class PinnedPool;
 
 // Counters of one backend, for tests and reports.
 struct CudaBackendStats {
@@ -41,14 +42,28 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
   const KernelRegistry& kernels() const override { return *registry_; }
   bool usesHostMemory() const override { return false; }
+  // Inputs go through pinned staging memory, so the device reads them by DMA
+  // and the caller's buffer may be reused as soon as this returns.
+  // Outputs are copied into the pinned memory allocateHostMemory returns.
   absl::StatusOr<DeviceBuffer> allocate(size_t bytes) override;
   absl::Status copyToDevice(void* deviceDst, const void* hostSrc, size_t bytes) override;
   absl::Status copyToHost(void* hostDst, const void* deviceSrc, size_t bytes) override;
+  // Pinned blocks from a pool: a block comes back when the caller drops the
+  // tensor, and a later request of the same size reuses it.
+  std::shared_ptr<void> allocateHostMemory(size_t bytes) override;
   // Waits for the calling thread's kernels, then reports an error any of
   // them raised on the device (an id outside a table) as InvalidArgument.
-  // TODO: replay planned runs as CUDA graphs, one per input shape. That needs
-  // the executor to mark where a run starts and to skip compute() on replay.
   absl::Status synchronize() override;
+
+  // Recorded runs are CUDA graphs captured from the calling thread's
+  // stream. A graph replays only on the thread that recorded it, because
+  // its kernels use that thread's cuBLASLt workspace and error flag.
+  bool canRecord() const override { return true; }
+  absl::Status beginRecording() override;
+  absl::StatusOr<std::shared_ptr<RecordedRun>> endRecording(
+      const std::vector<TensorView>& outputs) override;
+  void abandonRecording() override;
+  absl::StatusOr<bool> replay(const RecordedRun& run) override;
   absl::StatusOr<DeviceBuffer> placeConstant(std::shared_ptr<const ir::Tensor> tensor) override;
   // Kernels run on the calling thread's CUDA stream; no host thread pool.
   std::unique_ptr<ThreadPool> createThreadPool() const override { return nullptr; }
@@ -62,6 +77,7 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<CudaContext> context_;
   std::unique_ptr<KernelRegistry> registry_;
+  std::shared_ptr<PinnedPool> pinnedPool_;
 };
 
 // OK when a CUDA device can run the backend; FailedPrecondition with the

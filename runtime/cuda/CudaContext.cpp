@@ -14,11 +14,17 @@ namespace {
 constexpr size_t kWorkspaceBytes = 32u << 20;
 
 std::atomic<uint64_t> nextGeneration{1};
+std::atomic<uint64_t> nextThreadStateId{1};
 
 }  // namespace
 
 std::string cudaErrorText(cudaError_t error) {
   return absl::StrCat(cudaGetErrorName(error), ": ", cudaGetErrorString(error));
+}
+
+absl::Status recordingError(const std::string& what) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, ", which cannot be recorded in a CUDA graph"));
 }
 
 absl::Status cudaStatus(cudaError_t error, const std::string& action) {
@@ -114,6 +120,7 @@ DataType CudaContext::activationType() const {
 
 absl::StatusOr<std::unique_ptr<ThreadState>> CudaContext::createThreadState() {
   auto state = std::make_unique<ThreadState>();
+  state->id = nextThreadStateId.fetch_add(1);
   if (absl::Status status = cudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !status.ok()) {
     return status;
   }
@@ -171,6 +178,10 @@ absl::StatusOr<ThreadState*> CudaContext::thread() {
 absl::StatusOr<DeviceBuffer> CudaContext::allocate(size_t bytes) {
   absl::StatusOr<ThreadState*> state = thread();
   if (!state.ok()) return state.status();
+  if ((*state)->recording && !memoryPools_) {
+    // cudaMalloc is not captured; cudaMallocAsync becomes a graph node.
+    return recordingError("allocating device memory without stream-ordered memory pools");
+  }
   // cudaMallocAsync returns 256-byte aligned memory, more than
   // kBufferAlignment; a request of 0 bytes still gets a distinct pointer.
   const size_t size = bytes == 0 ? kBufferAlignment : bytes;
@@ -212,6 +223,38 @@ absl::StatusOr<DeviceBuffer> CudaContext::allocatePermanent(size_t bytes) {
     cudaFree(pointer);
   };
   return DeviceBuffer{data, bytes, std::shared_ptr<void>(data, release)};
+}
+
+absl::StatusOr<std::shared_ptr<void>> CudaContext::allocatePinned(size_t bytes) {
+  // Stream capture may reject cudaMallocHost on the capturing thread as a
+  // potentially unsafe call. It queues nothing, so relax the capture mode
+  // for this call.
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  void* data = nullptr;
+  cudaError_t error = cudaMallocHost(&data, std::max<size_t>(bytes, 1));
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  if (error != cudaSuccess) {
+    return absl::ResourceExhaustedError(absl::StrCat("failed to allocate ", bytes,
+                                                     " bytes of pinned host memory: ",
+                                                     cudaErrorText(error)));
+  }
+  return std::shared_ptr<void>(data, [](void* pointer) { cudaFreeHost(pointer); });
+}
+
+absl::Status CudaContext::copyHostToDevice(ThreadState& state, void* dst, const void* src,
+                                           size_t bytes, const std::string& action) {
+  if (bytes == 0) return absl::OkStatus();
+  if (state.recording) {
+    absl::StatusOr<std::shared_ptr<void>> copy = allocatePinned(bytes);
+    if (!copy.ok()) return copy.status();
+    std::memcpy(copy->get(), src, bytes);
+    state.recordedHostCopies.push_back(*copy);
+    src = copy->get();
+  }
+  // From pageable memory, cudaMemcpyAsync returns once the bytes are staged,
+  // so the source may go away afterwards.
+  return cudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, state.stream), action);
 }
 
 void CudaContext::recordConvertedConstant(const void* data, DataType type) {
@@ -267,12 +310,9 @@ absl::Status CudaContext::uploadPending(ThreadState& state, const void* data) {
   auto it = state.mirrors.find(reinterpret_cast<uintptr_t>(data));
   if (it == state.mirrors.end() || !it->second.pendingUpload) return absl::OkStatus();
   const HostMirror& mirror = *it->second.mirror;
-  // Pageable memory: cudaMemcpyAsync returns once the bytes are staged, so
-  // the mirror may go away afterwards; it does not wait for the stream.
   it->second.pendingUpload = false;
-  return cudaStatus(cudaMemcpyAsync(const_cast<void*>(data), mirror.data, mirror.byteSize(),
-                                    cudaMemcpyHostToDevice, state.stream),
-                    "copying a host-computed tensor to the device");
+  return copyHostToDevice(state, const_cast<void*>(data), mirror.data, mirror.byteSize(),
+                          "copying a host-computed tensor to the device");
 }
 
 bool CudaContext::hasPendingUpload(const ThreadState& state, const void* data, size_t bytes) const {
@@ -328,6 +368,8 @@ absl::Status CudaContext::synchronizeAndCheck(ThreadState& state) {
       !status.ok()) {
     return status;
   }
+  // The copies that read the staging memory are done.
+  state.stagingUsed = 0;
   const int code = *state.errorHost;
   if (code == 0) return absl::OkStatus();
   *state.errorHost = 0;

@@ -60,6 +60,9 @@ struct HostMirror {
 
 // Per host thread: the stream and what the kernels launched from it use.
 struct ThreadState {
+  // Distinct for every ThreadState of the process, so that a recorded run
+  // can tell the thread it was recorded on.
+  uint64_t id = 0;
   cudaStream_t stream = nullptr;
   // cuBLASLt workspace.
   void* workspace = nullptr;
@@ -78,6 +81,19 @@ struct ThreadState {
     bool pendingUpload = false;
   };
   std::map<uintptr_t, MirrorEntry> mirrors;
+
+  // True while the stream is captured into a CUDA graph. Then nothing runs:
+  // host-to-device copies read pinned copies of their source, which belong
+  // to the recorded run once the capture ends, and a kernel that needs a
+  // device value on the host fails instead (see recordingError).
+  bool recording = false;
+  std::vector<std::shared_ptr<void>> recordedHostCopies;
+
+  // Pinned memory that copyToDevice stages inputs in, and how much of it the
+  // copies queued since the stream was last synchronized use.
+  std::shared_ptr<void> staging;
+  size_t stagingBytes = 0;
+  size_t stagingUsed = 0;
 };
 
 struct CudaStats {
@@ -143,6 +159,16 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   // Drops the calling thread's mirrors that overlap [data, data + bytes).
   void invalidateMirrors(ThreadState& state, const void* data, size_t bytes);
 
+  // ---- Host memory ----
+  // Page-locked host memory, freed with cudaFreeHost when the last reference
+  // goes. Allowed while the thread records.
+  absl::StatusOr<std::shared_ptr<void>> allocatePinned(size_t bytes);
+  // Queues a host-to-device copy on the thread's stream. While recording,
+  // the bytes are first copied to pinned memory that the recorded run keeps,
+  // because the graph reads its source every time it runs.
+  absl::Status copyHostToDevice(ThreadState& state, void* dst, const void* src, size_t bytes,
+                                const std::string& action);
+
   // ---- Device-side errors ----
   // Registers what a kernel reports; returns its nonzero code.
   int registerErrorSource(std::string message);
@@ -181,6 +207,11 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   std::set<std::string> fallbackOps_;
   CudaStats stats_;
 };
+
+// The error of a kernel that cannot run while its stream is captured into
+// a CUDA graph, because it needs the host in the middle of the run. The
+// executor then runs the steps again without recording.
+absl::Status recordingError(const std::string& what);
 
 // "cudaErrorNoDevice: no CUDA-capable device is detected" for messages.
 std::string cudaErrorText(cudaError_t error);

@@ -94,6 +94,9 @@ absl::StatusOr<TensorView> CudaKernel::hostInput(Call& call, size_t i, bool wide
   if (input.type == DataType::kUndefined) return input;
 
   // No mirror: copy from the device, which waits for the stream.
+  if (call.thread.recording) {
+    return recordingError(absl::StrCat(name_, ": reads input ", i, " on the host"));
+  }
   context_->stats().shapeReads.fetch_add(1);
   const size_t bytes = input.byteSize();
   auto storage = std::make_shared<std::vector<uint8_t>>(bytes);
@@ -299,10 +302,10 @@ absl::Status OpKernel::runOnHost(Call& call, const std::vector<TensorView>& host
       context()->recordMirror(call.thread, call.output(j), mirror, /*pendingUpload=*/true);
       continue;
     }
-    if (absl::Status status = check(cudaMemcpyAsync(call.output(j).data, owner->rawData(),
-                                                    owner->byteSize(), cudaMemcpyHostToDevice,
-                                                    call.stream()),
-                                    "copying an output to the device");
+    if (absl::Status status =
+            context()->copyHostToDevice(call.thread, call.output(j).data, owner->rawData(),
+                                        owner->byteSize(),
+                                        absl::StrCat(name(), ": copying an output to the device"));
         !status.ok()) {
       return status;
     }

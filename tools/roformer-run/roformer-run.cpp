@@ -61,8 +61,15 @@ cl::opt<int> threads("threads", cl::desc("Threads for kernels and BLAS (default:
 cl::opt<std::string> precision("precision",
                                cl::desc("fp32, or fp16/bf16 on the cuda device (default fp32)"),
                                cl::init("fp32"), cl::cat(category));
-cl::opt<int> warmup("warmup", cl::desc("Untimed runs before timing (default 1)"), cl::init(1),
-                    cl::cat(category));
+cl::opt<int> warmup("warmup",
+                    cl::desc("Untimed runs before timing (default 1, or 2 on the cuda device, "
+                             "where a shape's second run is recorded as a CUDA graph)"),
+                    cl::init(1), cl::cat(category));
+cl::opt<bool> cudaGraphs(
+    "cuda-graphs",
+    cl::desc("On the cuda device, record the second run of each input shape as a CUDA graph and "
+             "replay it for later runs (default true; --cuda-graphs=false runs every step)"),
+    cl::init(true), cl::cat(category));
 cl::opt<int> iterations("iterations", cl::desc("Timed runs (default 10)"), cl::init(10),
                         cl::cat(category));
 cl::opt<int> concurrency(
@@ -498,6 +505,13 @@ absl::Status runLatencyMode(RunContext& context) {
       "Arena: %.2f MiB for %.2f MiB of intermediate tensors, %d of %d steps in place\n",
       mebibytes(sessionStats.arenaBytes), mebibytes(sessionStats.unsharedBytes),
       sessionStats.inPlaceSteps, session.stepCount());
+  if (sessionStats.recordedRuns > 0 || sessionStats.unrecordable > 0) {
+    std::cout << absl::StrFormat("CUDA graphs: %d recorded, %d runs replayed\n",
+                                 sessionStats.recordedRuns, sessionStats.replayedRuns);
+  }
+  if (sessionStats.unrecordable > 0) {
+    std::cout << "  not recorded: " << sessionStats.unrecordableReason << "\n";
+  }
   std::vector<std::string> outputLines;
   for (const auto& [name, tensor] : inGraphOrder(session.outputs(), timed->outputs)) {
     outputLines.push_back(describeTensor(name, tensor));
@@ -516,6 +530,8 @@ absl::Status runLatencyMode(RunContext& context) {
   json.integer("arena_bytes", static_cast<int64_t>(sessionStats.arenaBytes));
   json.integer("unshared_bytes", static_cast<int64_t>(sessionStats.unsharedBytes));
   json.integer("in_place_steps", static_cast<int64_t>(sessionStats.inPlaceSteps));
+  json.integer("recorded_runs", static_cast<int64_t>(sessionStats.recordedRuns));
+  json.integer("replayed_runs", static_cast<int64_t>(sessionStats.replayedRuns));
 
   if (!outputDir.empty()) {
     absl::Status written = run::writeTensorFolder(
@@ -555,6 +571,9 @@ absl::Status checkFlags(runtime::Precision precisionValue) {
   }
   if (iterations < 1) return absl::InvalidArgumentError("--iterations must be at least 1");
   if (warmup < 0) return absl::InvalidArgumentError("--warmup must be 0 or more");
+  // The second run on the cuda device records a CUDA graph, which takes
+  // longer than a replay, so it is not timed either.
+  if (warmup.getNumOccurrences() == 0 && device == "cuda" && cudaGraphs) warmup = 2;
   if (concurrency < 1) return absl::InvalidArgumentError("--concurrency must be at least 1");
   if (inputSpecs.empty() && !synthetic && cail2019Dir.empty()) {
     return absl::InvalidArgumentError(
@@ -590,6 +609,7 @@ int runMain() {
   options.threads = threads;
   options.precision = *parsedPrecision;
   options.profile = profile;
+  options.recordRuns = cudaGraphs;
 
   auto loadStart = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<ir::Model>> model = ir::loadModel(modelPath);

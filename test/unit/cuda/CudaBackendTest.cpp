@@ -114,11 +114,9 @@ TEST(CudaBiasFusionTest, SkipsBiasOfOtherWidth) {
 
 // ---- Sessions on a GPU ----
 
-TEST(CudaSessionTest, ShapeArithmeticStaysOnHost) {
-  SKIP_WITHOUT_CUDA();
-  // y = Reshape(x, Concat(Shape(x)[0:1], [-1])): the target is computed from
-  // x's shape, which the backend evaluates on host mirrors without reading
-  // anything back from the device.
+// y = Relu(Reshape(x, Concat(Shape(x)[0:1], [-1]))), and with
+// `shapeOutput` also the output "shape" = Shape(x).
+std::unique_ptr<ir::Model> reshapeModel(bool shapeOutput = false) {
   auto model = std::make_unique<ir::Model>();
   model->setOpsetVersion("", 17);
   ir::Graph& graph = model->graph();
@@ -137,7 +135,15 @@ TEST(CudaSessionTest, ShapeArithmeticStaysOnHost) {
                                        "reshape");
   ir::Node* relu = graph.createNode("Relu", "", {reshape->output(0)}, {"y"}, nullptr, "relu");
   graph.addOutput(relu->output(0));
+  if (shapeOutput) graph.addOutput(shape->output(0));
+  return model;
+}
 
+TEST(CudaSessionTest, ShapeArithmeticStaysOnHost) {
+  SKIP_WITHOUT_CUDA();
+  // The reshape target is computed from x's shape, which the backend
+  // evaluates on host mirrors without reading anything back from the device.
+  std::unique_ptr<ir::Model> model = reshapeModel();
   Feeds feeds{{"x", testing::floatTensor({3, 5, 7}, 4)}};
   absl::StatusOr<testing::RunResult> cpu = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
@@ -211,6 +217,124 @@ TEST(CudaSessionTest, ConvertsLargeWeightsAtReducedPrecision) {
     const float expected = halfBitsToFloat(floatToHalfBits(cpu->outputs[0].data<float>()[i]));
     ASSERT_EQ(gpu->outputs[0].data<float>()[i], expected) << "element " << i;
   }
+}
+
+// ---- Recorded runs (CUDA graphs) ----
+
+// Runs `model` on the GPU `runs` times with inputs from `feedsOf(run)`, and
+// checks every output against the CPU backend.
+void expectRunsMatchCpu(const ir::Model& model, int runs,
+                        const std::function<Feeds(int)>& feedsOf, SessionStats& stats,
+                        SessionOptions gpuOptions = {}) {
+  SessionOptions cpuOptions;
+  cpuOptions.threads = 2;
+  absl::StatusOr<std::unique_ptr<Session>> cpu = Session::create(model, cpuOptions);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  gpuOptions.device = "cuda";
+  absl::StatusOr<std::unique_ptr<Session>> gpu = Session::create(model, gpuOptions);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  for (int run = 0; run < runs; ++run) {
+    SCOPED_TRACE(::testing::Message() << "run " << run);
+    Feeds feeds = feedsOf(run);
+    absl::StatusOr<std::map<std::string, HostTensor>> expected = (*cpu)->run(feeds);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    absl::StatusOr<std::map<std::string, HostTensor>> actual = (*gpu)->run(feeds);
+    ASSERT_TRUE(actual.ok()) << actual.status();
+    for (const auto& [name, tensor] : *expected) {
+      SCOPED_TRACE(name);
+      ASSERT_EQ(actual->at(name).shape(), tensor.shape());
+      EXPECT_LT(testing::compareTensors(actual->at(name), tensor).maxAbsError, 1e-6);
+    }
+  }
+  stats = (*gpu)->stats();
+}
+
+TEST(CudaGraphTest, ReplaysWithNewInputs) {
+  SKIP_WITHOUT_CUDA();
+  // Run 2 is recorded, runs 3 to 5 replay it, each with new values. The
+  // shape output exists only as a host mirror until the graph uploads it.
+  std::unique_ptr<ir::Model> model = reshapeModel(/*shapeOutput=*/true);
+  SessionStats stats;
+  expectRunsMatchCpu(*model, 5, [](int run) {
+    return Feeds{{"x", testing::floatTensor({3, 5, 7}, 40 + static_cast<uint32_t>(run))}};
+  }, stats);
+  EXPECT_EQ(stats.recordedRuns, 1u);
+  EXPECT_EQ(stats.replayedRuns, 3u);
+  EXPECT_EQ(stats.unrecordable, 0u) << stats.unrecordableReason;
+}
+
+TEST(CudaGraphTest, RecordsEachShapeSignature) {
+  SKIP_WITHOUT_CUDA();
+  std::unique_ptr<ir::Model> model = reshapeModel();
+  SessionStats stats;
+  // Large inputs (4 MiB) outgrow the first pinned staging block. Growing the
+  // arena for batch 64 drops the recording of batch 2, which is recorded
+  // again: three recordings, then seven replays.
+  expectRunsMatchCpu(*model, 12, [](int run) {
+    const int64_t batch = run % 2 == 0 ? 2 : 64;
+    return Feeds{{"x", testing::floatTensor({batch, 128, 128}, 60 + static_cast<uint32_t>(run))}};
+  }, stats);
+  EXPECT_EQ(stats.recordedRuns, 3u);
+  EXPECT_EQ(stats.replayedRuns, 7u);
+  EXPECT_EQ(stats.unrecordable, 0u) << stats.unrecordableReason;
+}
+
+TEST(CudaGraphTest, FallbackRunsStepByStep) {
+  SKIP_WITHOUT_CUDA();
+  // Einsum runs on the host from device inputs, which a graph cannot do.
+  OpSpec spec{"Einsum", "", {InputSpec::floating("a", 2), InputSpec::floating("b", 2)}};
+  spec.attributes = [](ir::Node& node) { node.setStringAttribute("equation", "ij,jk->ik"); };
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  SessionStats stats;
+  expectRunsMatchCpu(*model, 5, [](int run) {
+    const auto seed = static_cast<uint32_t>(2 * run);
+    return Feeds{{"a", testing::floatTensor({3, 4}, seed)},
+                 {"b", testing::floatTensor({4, 2}, seed + 1)}};
+  }, stats);
+  EXPECT_EQ(stats.recordedRuns, 0u);
+  EXPECT_EQ(stats.unrecordable, 1u);
+  EXPECT_NE(stats.unrecordableReason.find("cannot be recorded in a CUDA graph"), std::string::npos)
+      << stats.unrecordableReason;
+}
+
+TEST(CudaGraphTest, OffRunsStepByStep) {
+  SKIP_WITHOUT_CUDA();
+  std::unique_ptr<ir::Model> model = reshapeModel();
+  SessionOptions options;
+  options.recordRuns = false;
+  SessionStats stats;
+  expectRunsMatchCpu(*model, 4, [](int run) {
+    return Feeds{{"x", testing::floatTensor({2, 3, 4}, 80 + static_cast<uint32_t>(run))}};
+  }, stats, options);
+  EXPECT_EQ(stats.recordedRuns, 0u);
+  EXPECT_EQ(stats.replayedRuns, 0u);
+}
+
+TEST(CudaGraphTest, ReplayReportsDeviceErrors) {
+  SKIP_WITHOUT_CUDA();
+  OpSpec spec{"Gather",
+              "",
+              {InputSpec::constantTensor("table", testing::floatConstant({10, 8}, 7)),
+               InputSpec::typed("ids", DataType::kInt32, 2)}};
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  SessionOptions options;
+  options.device = "cuda";
+  options.validateIds = false;
+  absl::StatusOr<std::unique_ptr<Session>> session = Session::create(*model, options);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Feeds good{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 9, -1})}};
+  for (int run = 0; run < 2; ++run) ASSERT_TRUE((*session)->run(good).ok());
+  ASSERT_EQ((*session)->stats().recordedRuns, 1u);
+  ASSERT_EQ((*session)->stats().replayedRuns, 0u);
+
+  Feeds bad{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 10, 2})}};
+  absl::StatusOr<std::map<std::string, HostTensor>> outputs = (*session)->run(bad);
+  ASSERT_FALSE(outputs.ok());
+  EXPECT_EQ(outputs.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*session)->stats().replayedRuns, 1u);
+  absl::StatusOr<std::map<std::string, HostTensor>> again = (*session)->run(good);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*session)->stats().replayedRuns, 2u);
 }
 
 }  // namespace

@@ -70,12 +70,15 @@ std::string prepareModels(std::string& failure) {
 
 // Token and segment ids of `batch` rows of `sequence` positions laid out as
 // [CLS] text [SEP] text [SEP] and then padding, with row lengths that vary.
-testing::Feeds fixtureInputs(const Session& session, int64_t batch, int64_t sequence) {
+// `variant` changes the ids and the row lengths.
+testing::Feeds fixtureInputs(const Session& session, int64_t batch, int64_t sequence,
+                             int variant = 0) {
   std::vector<float> tokens(static_cast<size_t>(batch * sequence), 0.0f);
   std::vector<float> segments(tokens.size(), 0.0f);
-  std::vector<float> random = testing::uniformValues(tokens.size(), static_cast<uint32_t>(batch));
+  std::vector<float> random =
+      testing::uniformValues(tokens.size(), static_cast<uint32_t>(batch + 1000 * variant));
   for (int64_t b = 0; b < batch; ++b) {
-    const int64_t length = std::max<int64_t>(5, sequence - (b * 37) % sequence);
+    const int64_t length = std::max<int64_t>(5, sequence - ((b + variant) * 37) % sequence);
     const int64_t split = length / 2;
     for (int64_t s = 0; s < length; ++s) {
       float id = 5.0f + std::floor((random[b * sequence + s] + 1.0f) * 497.0f);
@@ -130,14 +133,22 @@ TEST_P(CudaModelTest, MatchesCpuBackend) {
 
     for (int64_t batch : {1, 2, 3, 64}) {
       SCOPED_TRACE(batch);
-      testing::Feeds feeds = fixtureInputs(**cpu, batch, 100);
-      absl::StatusOr<std::map<std::string, HostTensor>> expected = (*cpu)->run(feeds);
-      ASSERT_TRUE(expected.ok()) << expected.status();
-      // Twice: the first run plans the arena, the second runs in it.
-      for (int run = 0; run < 2; ++run) {
-        absl::StatusOr<std::map<std::string, HostTensor>> actual = (*gpu)->run(feeds);
+      std::vector<testing::Feeds> feeds;
+      std::vector<std::map<std::string, HostTensor>> expectedOutputs;
+      for (int variant = 0; variant < 2; ++variant) {
+        feeds.push_back(fixtureInputs(**cpu, batch, 100, variant));
+        absl::StatusOr<std::map<std::string, HostTensor>> expected = (*cpu)->run(feeds.back());
+        ASSERT_TRUE(expected.ok()) << expected.status();
+        expectedOutputs.push_back(std::move(*expected));
+      }
+      // The first run plans the arena, the second is recorded as a CUDA
+      // graph, and the third and fourth replay it, the fourth with other ids.
+      for (int run = 0; run < 4; ++run) {
+        SCOPED_TRACE(::testing::Message() << "run " << run);
+        const int variant = run == 3 ? 1 : 0;
+        absl::StatusOr<std::map<std::string, HostTensor>> actual = (*gpu)->run(feeds[variant]);
         ASSERT_TRUE(actual.ok()) << actual.status();
-        for (const auto& [name, tensor] : *expected) {
+        for (const auto& [name, tensor] : expectedOutputs[variant]) {
           SCOPED_TRACE(name);
           testing::Comparison comparison = testing::compareTensors(actual->at(name), tensor);
           if (precision == Precision::kFp32) {
@@ -149,9 +160,13 @@ TEST_P(CudaModelTest, MatchesCpuBackend) {
       }
     }
     CudaBackendStats stats = (*backend)->stats();
+    SessionStats sessionStats = (*gpu)->stats();
     if (GetParam().optimized) {
-      // Every op of the optimized graph has a device kernel.
+      // Every op of the optimized graph has a device kernel, and every batch
+      // size is recorded once and replayed twice.
       EXPECT_EQ(stats.fallbackSteps, 0u) << "fallback ops: " << ::testing::PrintToString(stats.fallbackOps);
+      EXPECT_EQ(sessionStats.recordedRuns, 4u) << sessionStats.unrecordableReason;
+      EXPECT_EQ(sessionStats.replayedRuns, 8u);
     }
   }
 }
