@@ -146,8 +146,14 @@ class MatMulKernel : public OpKernel {
       c = buffer->data;
     }
 
-    if (shape->k == 0) {
-      // An empty sum: zeros (plus the bias, which the epilogue would add).
+    if (shape->k == 0 && biasBuffer_.data != nullptr) {
+      // With an empty sum the output is the fused bias, which the fallback
+      // kernel adds to its zero sums.
+      if (absl::Status status = simpleGemm(call, *shape, type, *a, *b, c); !status.ok()) {
+        return status;
+      }
+    } else if (shape->k == 0) {
+      // An empty sum without a bias is all zeros.
       if (absl::Status status = check(
               cudaMemsetAsync(c, 0, static_cast<size_t>(output.elementCount()) * ir::dataTypeSize(type),
                               call.stream()),
@@ -244,6 +250,12 @@ class MatMulKernel : public OpKernel {
       }
     }
     // cuBLASLt declined this shape.
+    return simpleGemm(call, g, type, a, b, c);
+  }
+
+  // Computes the product with the fallback kernel, adding the fused bias if there is one.
+  absl::Status simpleGemm(Call& call, const GemmGeometry& g, DataType type, const void* a,
+                          const void* b, void* c) {
     SimpleGemmArgs args;
     args.a = a;
     args.aType = elementTypeOf(type);

@@ -320,6 +320,50 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatMulTest,
                                            std::make_tuple(3, 17, 33, 17),
                                            std::make_tuple(64, 9, 256, 64)));
 
+TEST(CudaMatMulTest, EmptyInnerDimAddsBias) {
+  SKIP_WITHOUT_CUDA();
+  // Graph inputs may not have a dim of 0, so a Slice empties the inner dim.
+  // The product is then all zeros, and the output is the fused bias alone.
+  auto model = [](DataType floatType) {
+    auto result = std::make_unique<ir::Model>();
+    result->setOpsetVersion("", 17);
+    ir::Graph& graph = result->graph();
+    ir::Value* x = graph.getOrCreateValue("x");
+    x->setTensorType(floatType, std::vector<ir::Dim>(3, ir::Dim::unknown()));
+    graph.addInput(x);
+    ir::Value* zero = graph.addInitializer("zero", ir::Tensor::create<int64_t>({1}, {0}));
+    ir::Value* lastAxis = graph.addInitializer("last_axis", ir::Tensor::create<int64_t>({1}, {2}));
+    ir::Node* slice =
+        graph.createNode("Slice", "", {x, zero, zero, lastAxis}, {"empty"}, nullptr, "slice");
+    ir::Value* w = graph.addInitializer("w", testing::floatConstant({0, 5}, 84));
+    ir::Value* b = graph.addInitializer("b", testing::floatConstant({5}, 85));
+    ir::Node* matMul = graph.createNode("MatMul", "", {slice->output(0), w}, {"xw"}, nullptr, "matmul");
+    ir::Node* add = graph.createNode("Add", "", {matMul->output(0), b}, {"y"}, nullptr, "bias");
+    graph.addOutput(add->output(0));
+    return result;
+  };
+  Feeds feeds{{"x", testing::floatTensor({2, 3, 4}, 86)}};
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(precisionName(precision));
+    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
+                               : precision == Precision::kBf16 ? DataType::kBfloat16
+                                                               : DataType::kFloat;
+    OpSpec inputsOnly{"MatMul", "", {InputSpec::floating("x", 3)}};
+    Feeds rounded;
+    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
+    absl::StatusOr<testing::RunResult> cpu =
+        testing::runModel(*model(DataType::kFloat), "cpu", Precision::kFp32, rounded);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    absl::StatusOr<testing::RunResult> gpu =
+        testing::runModel(*model(floatType), "cuda", precision, narrowed);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    ASSERT_EQ(gpu->outputs[0].shape(), cpu->outputs[0].shape());
+    // Only the bias's rounding to the precision differs.
+    const testing::Tolerance tolerance = testing::toleranceFor(precision);
+    EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, tolerance.atol);
+  }
+}
+
 TEST(CudaMatMulTest, BatchedProductMatchesCpu) {
   SKIP_WITHOUT_CUDA();
   OpSpec spec{"MatMul", "", {InputSpec::floating("a", 4), InputSpec::floating("b", 4)}};
