@@ -276,7 +276,11 @@ class ConcatKernel : public OpKernel {
       : OpKernel(node, std::move(context), std::move(cpu), Options{}), axis_(axis) {}
 
  protected:
-  bool deviceSupports(Call& call) override { return call.output(0).shape.size() <= kMaxDims; }
+  // Reads the rank from the inputs, because inferOutputs calls this before
+  // the output shape is known. Every input has the output's rank.
+  bool deviceSupports(Call& call) override {
+    return call.hasInput(0) && call.input(0).shape.size() <= kMaxDims;
+  }
 
   absl::Status runDevice(Call& call) override {
     TensorView& output = call.output(0);

@@ -512,6 +512,41 @@ TEST(CudaDataMovementTest, CopiesMatchCpu) {
   expectAllPrecisions(unsqueeze, Feeds{{"x", testing::floatTensor({3, 9}, 137)}});
 }
 
+// Runs `spec` on both backends and checks that the tested node took the CPU
+// fallback and that the outputs agree.
+void expectFallbackMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision) {
+  const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
+                             : precision == Precision::kBf16 ? DataType::kBfloat16
+                                                             : DataType::kFloat;
+  Feeds rounded;
+  Feeds narrowed = testing::narrowFeeds(spec, feeds, floatType, rounded);
+  absl::StatusOr<testing::RunResult> cpu =
+      testing::runModel(*testing::buildModel(spec, DataType::kFloat), "cpu", Precision::kFp32, rounded);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  absl::StatusOr<testing::RunResult> gpu =
+      testing::runModel(*testing::buildModel(spec, floatType), "cuda", precision, narrowed);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_GT(gpu->stats.fallbackSteps, 0u);
+  ASSERT_EQ(gpu->outputs[0].shape(), cpu->outputs[0].shape());
+  // The fallback runs the CPU kernel on the same rounded values.
+  EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 1e-6);
+}
+
+TEST(CudaDataMovementTest, ConcatAboveMaxRankFallsBack) {
+  SKIP_WITHOUT_CUDA();
+  // kMaxDims is 8. The reduced precisions matter, because there the device
+  // path would have planned a reduced output type that the fallback does
+  // not produce.
+  OpSpec concat{"Concat", "", {InputSpec::floating("a", 9), InputSpec::floating("b", 9)}};
+  concat.attributes = [](ir::Node& node) { node.setIntAttribute("axis", 0); };
+  Feeds feeds{{"a", testing::floatTensor({1, 2, 1, 2, 1, 2, 1, 2, 1}, 138)},
+              {"b", testing::floatTensor({2, 2, 1, 2, 1, 2, 1, 2, 1}, 139)}};
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(precisionName(precision));
+    expectFallbackMatchesCpu(concat, feeds, precision);
+  }
+}
+
 TEST(CudaDataMovementTest, EmbeddingGatherMatchesCpu) {
   SKIP_WITHOUT_CUDA();
   for (int64_t batch : {1, 2, 3, 64}) {
