@@ -79,12 +79,21 @@ class BinaryKernel : public OpKernel {
 
  protected:
   bool deviceSupports(Call& call) override {
+    // The CPU kernel would add a fused bias a second time.
+    if (biasFused_) return true;
     const size_t arity = op_ == BinaryOp::kWhere ? 3 : 2;
     if (call.kernel.inputs.size() != arity) return false;
+    std::vector<Shape> shapes;
     for (size_t i = 0; i < arity; ++i) {
       if (!call.hasInput(i) || !isNumeric(call.input(i).type)) return false;
+      shapes.push_back(call.input(i).shape);
     }
-    return true;
+    // The output shape is not set yet when inferOutputs calls this, so it
+    // is broadcast from the inputs. Above kMaxDims merged dims, fall back.
+    absl::StatusOr<Shape> output = cpu::broadcastShapes(name(), shapes);
+    if (!output.ok()) return false;
+    ElementwiseArgs loop;
+    return makeElementwiseLoop(*output, shapes, loop);
   }
 
   absl::Status runDevice(Call& call) override {

@@ -26,6 +26,26 @@ void expectAllPrecisions(const OpSpec& spec, const Feeds& feeds) {
   }
 }
 
+// Runs `spec` on both backends and checks that the tested node took the CPU
+// fallback and that the outputs agree.
+void expectFallbackMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision) {
+  const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
+                             : precision == Precision::kBf16 ? DataType::kBfloat16
+                                                             : DataType::kFloat;
+  Feeds rounded;
+  Feeds narrowed = testing::narrowFeeds(spec, feeds, floatType, rounded);
+  absl::StatusOr<testing::RunResult> cpu =
+      testing::runModel(*testing::buildModel(spec, DataType::kFloat), "cpu", Precision::kFp32, rounded);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  absl::StatusOr<testing::RunResult> gpu =
+      testing::runModel(*testing::buildModel(spec, floatType), "cuda", precision, narrowed);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_GT(gpu->stats.fallbackSteps, 0u);
+  ASSERT_EQ(gpu->outputs[0].shape(), cpu->outputs[0].shape());
+  // The fallback runs the CPU kernel on the same rounded values.
+  EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 1e-6);
+}
+
 // ---- Normalization ----
 
 class CudaLayerNormTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
@@ -391,6 +411,19 @@ TEST(CudaElementwiseTest, BroadcastArithmeticMatchesCpu) {
   }
 }
 
+TEST(CudaElementwiseTest, AlternatingBroadcastFallsBack) {
+  SKIP_WITHOUT_CUDA();
+  // Broadcasting alternates between the inputs in every dim, so no dims
+  // merge and the loop nest would need 9, one more than kMaxDims.
+  OpSpec add{"Add", "", {InputSpec::floating("a", 9), InputSpec::floating("b", 9)}};
+  Feeds feeds{{"a", testing::floatTensor({2, 1, 2, 1, 2, 1, 2, 1, 2}, 104)},
+              {"b", testing::floatTensor({1, 2, 1, 2, 1, 2, 1, 2, 1}, 105)}};
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(precisionName(precision));
+    expectFallbackMatchesCpu(add, feeds, precision);
+  }
+}
+
 TEST(CudaElementwiseTest, UnaryOpsMatchCpu) {
   SKIP_WITHOUT_CUDA();
   for (const char* op : {"Sigmoid", "Erf", "Neg", "Abs", "Exp", "Tanh", "Relu", "Sqrt"}) {
@@ -510,26 +543,6 @@ TEST(CudaDataMovementTest, CopiesMatchCpu) {
                    {InputSpec::floating("x", 2),
                     InputSpec::constantTensor("axes", ir::Tensor::create<int64_t>({1}, {1}))}};
   expectAllPrecisions(unsqueeze, Feeds{{"x", testing::floatTensor({3, 9}, 137)}});
-}
-
-// Runs `spec` on both backends and checks that the tested node took the CPU
-// fallback and that the outputs agree.
-void expectFallbackMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision) {
-  const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                             : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                             : DataType::kFloat;
-  Feeds rounded;
-  Feeds narrowed = testing::narrowFeeds(spec, feeds, floatType, rounded);
-  absl::StatusOr<testing::RunResult> cpu =
-      testing::runModel(*testing::buildModel(spec, DataType::kFloat), "cpu", Precision::kFp32, rounded);
-  ASSERT_TRUE(cpu.ok()) << cpu.status();
-  absl::StatusOr<testing::RunResult> gpu =
-      testing::runModel(*testing::buildModel(spec, floatType), "cuda", precision, narrowed);
-  ASSERT_TRUE(gpu.ok()) << gpu.status();
-  EXPECT_GT(gpu->stats.fallbackSteps, 0u);
-  ASSERT_EQ(gpu->outputs[0].shape(), cpu->outputs[0].shape());
-  // The fallback runs the CPU kernel on the same rounded values.
-  EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 1e-6);
 }
 
 TEST(CudaDataMovementTest, ConcatAboveMaxRankFallsBack) {
