@@ -438,6 +438,9 @@ class NormalizationKernel : public OpKernel {
     if (skip_) return shape.back();
     const int64_t rank = static_cast<int64_t>(shape.size());
     const int64_t axis = axis_ < 0 ? axis_ + rank : axis_;
+    // deviceSupports runs before the CPU kernel checks the axis. A width of
+    // 0 sends an invalid axis to the fallback, which reports it.
+    if (axis < 0 || axis >= rank) return 0;
     int64_t width = 1;
     for (int64_t d = axis; d < rank; ++d) width *= shape[d];
     return width;

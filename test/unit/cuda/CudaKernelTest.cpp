@@ -69,6 +69,23 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaLayerNormTest,
                                            std::make_tuple(3, 130, 64), std::make_tuple(64, 5, 100),
                                            std::make_tuple(1, 3, 4097)));
 
+TEST(CudaLayerNormTest, InvalidAxisReturnsError) {
+  SKIP_WITHOUT_CUDA();
+  // The device kernel's path check reads the axis before the CPU kernel
+  // validates it. Under AddressSanitizer an out-of-range read there fails
+  // this test.
+  OpSpec spec{"LayerNormalization",
+              "",
+              {InputSpec::floating("x", 3),
+               InputSpec::constantTensor("gamma", testing::floatConstant({8}, 14))}};
+  spec.attributes = [](ir::Node& node) { node.setIntAttribute("axis", -4); };
+  Feeds feeds{{"x", testing::floatTensor({2, 3, 8}, 15)}};
+  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp32, feeds);
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_NE(gpu.status().message().find("axis"), std::string::npos) << gpu.status();
+}
+
 class CudaSkipLayerNormTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
 
 TEST_P(CudaSkipLayerNormTest, MatchesCpu) {
