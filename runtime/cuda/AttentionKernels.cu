@@ -10,6 +10,9 @@
 //     mma.sync.m16n8k16 with float32 accumulators (sm_80 and later), head
 //     sizes 16, 32, 64 and 128.
 //
+// With rotary caches in the arguments, both kernels rotate the Q and K
+// elements as they load them (RotaryFusion.h says when).
+//
 // Masking follows ONNX Runtime: a masked key gets maskFilterValue added to
 // its scaled score. Keys past the last unmasked key of a batch entry are
 // skipped instead: their weight exp(score + maskFilterValue - max) underflows
@@ -66,6 +69,31 @@ __device__ __forceinline__ int64_t elementOffset(const int64_t (&strides)[3], in
   return b * strides[0] + t * strides[1] + h * strides[2];
 }
 
+// Element c of a Q or K row at `position` after the rotary rotation, given
+// the element and its partner c ^ 1 in the interleaved pair.
+__device__ __forceinline__ float rotateElement(const AttentionArgs& args, float element,
+                                               float partner, int64_t position, int c) {
+  const int64_t index = position * (args.headSize / 2) + c / 2;
+  const float cosine = args.rotaryCos[index];
+  const float sine = args.rotarySin[index];
+  // (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)
+  return (c % 2 == 0) ? element * cosine - partner * sine : element * cosine + partner * sine;
+}
+
+// Element c of row `t` of a Q or K matrix as float: rotated when the
+// arguments ask for it, then biased.
+__device__ __forceinline__ float loadRotated(const AttentionArgs& args, const void* base,
+                                             int64_t rowOffset, int t, int c, const void* bias,
+                                             int64_t biasOffset) {
+  float value = loadFloat(base, args.type, rowOffset + c);
+  if (args.rotaryCos != nullptr) {
+    const float partner = loadFloat(base, args.type, rowOffset + (c ^ 1));
+    value = rotateElement(args, value, partner, args.rotaryOffset + t, c);
+  }
+  if (bias != nullptr) value += loadFloat(bias, args.biasType, biasOffset + c);
+  return value;
+}
+
 // ---- SIMT kernel ----
 
 constexpr int kSimtRows = 32;
@@ -116,8 +144,8 @@ __global__ void simtAttention(AttentionArgs args) {
     const int c = i % d;
     float value = 0.0f;
     if (row0 + r < args.sequence) {
-      value = loadFloat(args.query, args.type, elementOffset(args.queryStrides, b, row0 + r, h) + c);
-      if (args.bias != nullptr) value += loadFloat(args.bias, args.biasType, qBias + c);
+      value = loadRotated(args, args.query, elementOffset(args.queryStrides, b, row0 + r, h),
+                          row0 + r, c, args.bias, qBias);
     }
     q[i] = value * args.scale;
   }
@@ -139,8 +167,8 @@ __global__ void simtAttention(AttentionArgs args) {
       const int c = i % d;
       float value = 0.0f;
       if (key0 + j < args.keySequence) {
-        value = loadFloat(args.key, args.type, elementOffset(args.keyStrides, b, key0 + j, h) + c);
-        if (args.bias != nullptr) value += loadFloat(args.bias, args.biasType, kBias + c);
+        value = loadRotated(args, args.key, elementOffset(args.keyStrides, b, key0 + j, h),
+                            key0 + j, c, args.bias, kBias);
       }
       k[j * (d + 1) + c] = value;
     }
@@ -292,6 +320,27 @@ __device__ __forceinline__ float2 loadPair(const void* base, int64_t offset, con
   return value;
 }
 
+// The pair (c, c + 1), c even, of row `t` of a Q or K matrix: rotated when
+// the arguments ask for it, then biased.
+template <typename T>
+__device__ __forceinline__ float2 loadRotatedPair(const AttentionArgs& args, const void* base,
+                                                  int64_t rowOffset, int t, int c,
+                                                  int64_t biasOffset) {
+  if (args.rotaryCos == nullptr) {
+    return loadPair<T>(base, rowOffset + c, args.bias, args.biasType, biasOffset + c);
+  }
+  float2 value = loadPair<T>(base, rowOffset + c, nullptr, 0, 0);
+  const int64_t index = (args.rotaryOffset + t) * (args.headSize / 2) + c / 2;
+  const float cosine = args.rotaryCos[index];
+  const float sine = args.rotarySin[index];
+  value = make_float2(value.x * cosine - value.y * sine, value.y * cosine + value.x * sine);
+  if (args.bias != nullptr) {
+    value.x += loadFloat(args.bias, args.biasType, biasOffset + c);
+    value.y += loadFloat(args.bias, args.biasType, biasOffset + c + 1);
+  }
+  return value;
+}
+
 // Grid (query blocks of 64, heads, batch); 4 warps. Fragment layouts of
 // mma.m16n8k16 (g = lane / 4, t = lane % 4):
 //   A (16x16, row-major): reg0 = (g, 2t..2t+1), reg1 = (g+8, 2t..), reg2 = (g, 2t+8..), reg3 = (g+8, 2t+8..)
@@ -330,8 +379,8 @@ __global__ void __launch_bounds__(kTcThreads) tensorCoreAttention(AttentionArgs 
     const int c = 2 * (i % (D / 2));
     float2 value = make_float2(0.0f, 0.0f);
     if (row0 + r < args.sequence) {
-      value = loadPair<T>(args.query, elementOffset(args.queryStrides, b, row0 + r, h) + c,
-                          args.bias, args.biasType, qBias + c);
+      value = loadRotatedPair<T>(args, args.query, elementOffset(args.queryStrides, b, row0 + r, h),
+                                 row0 + r, c, qBias);
     }
     *reinterpret_cast<uint32_t*>(qTile + r * kStride + c) = MmaTraits<T>::pack(value.x, value.y);
   }
@@ -367,8 +416,8 @@ __global__ void __launch_bounds__(kTcThreads) tensorCoreAttention(AttentionArgs 
       float2 keyPair = make_float2(0.0f, 0.0f);
       float2 valuePair = make_float2(0.0f, 0.0f);
       if (key0 + j < args.keySequence) {
-        keyPair = loadPair<T>(args.key, elementOffset(args.keyStrides, b, key0 + j, h) + c,
-                              args.bias, args.biasType, kBias + c);
+        keyPair = loadRotatedPair<T>(args, args.key, elementOffset(args.keyStrides, b, key0 + j, h),
+                                     key0 + j, c, kBias);
         valuePair = loadPair<T>(args.value, elementOffset(args.valueStrides, b, key0 + j, h) + c,
                                 args.bias, args.biasType, vBias + c);
       }

@@ -11,6 +11,7 @@
 #include "runtime/cuda/CudaKernel.h"
 #include "runtime/cuda/CudaOps.h"
 #include "runtime/cuda/MatMulFusion.h"
+#include "runtime/cuda/RotaryFusion.h"
 
 namespace roformer::runtime::cuda {
 namespace {
@@ -488,12 +489,18 @@ class GeluKernel : public OpKernel {
 
 class RotaryKernel : public OpKernel {
  public:
+  // With `absorbed`, the attention reading the output rotates it, and this
+  // kernel only moves its input to its output.
   RotaryKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
-               std::unique_ptr<Kernel> cpu, bool interleaved, int64_t numHeads, int64_t rotaryDim)
-      : OpKernel(node, context, std::move(cpu), Options{.canRunInPlace = true}),
+               std::unique_ptr<Kernel> cpu, bool interleaved, int64_t numHeads, int64_t rotaryDim,
+               bool absorbed)
+      : OpKernel(node, context, std::move(cpu),
+                 // The host path would rotate.
+                 Options{.hostEvaluable = !absorbed, .canRunInPlace = true}),
         interleaved_(interleaved),
         numHeads_(numHeads),
-        rotaryDim_(rotaryDim) {
+        rotaryDim_(rotaryDim),
+        absorbed_(absorbed) {
     errorCode_ = context->registerErrorSource(absl::StrCat(
         node.describe(), ": an element of input position_ids is outside the rows of the cos/sin "
                          "caches; position ids must be below max_positions"));
@@ -501,6 +508,8 @@ class RotaryKernel : public OpKernel {
 
  protected:
   bool deviceSupports(Call& call) override {
+    // Absorbed, this node must not fall back: the attention rotates again.
+    if (absorbed_) return true;
     const TensorView& x = call.input(0);
     return ir::isFloatingPoint(x.type) && x.type != DataType::kDouble &&
            (x.shape.size() == 3 || x.shape.size() == 4) &&
@@ -509,6 +518,19 @@ class RotaryKernel : public OpKernel {
 
   absl::Status runDevice(Call& call) override {
     const TensorView& x = call.input(0);
+    if (absorbed_) {
+      TensorView& output = call.output(0);
+      if (output.type != x.type || output.byteSize() != x.byteSize()) {
+        return invalidArgument("the absorbed rotation's output (",
+                               std::string(ir::dataTypeName(output.type)),
+                               ") differs from its input (", std::string(ir::dataTypeName(x.type)),
+                               "); set ROFORMER_CUDA_FUSE_ROTARY=0");
+      }
+      if (output.data == x.data || x.byteSize() == 0) return absl::OkStatus();
+      return check(cudaMemcpyAsync(output.data, x.data, x.byteSize(), cudaMemcpyDeviceToDevice,
+                                   call.stream()),
+                   "copying the input");
+    }
     const TensorView& positions = call.input(1);
     const TensorView& cosCache = call.input(2);
     RotaryArgs args;
@@ -567,6 +589,7 @@ class RotaryKernel : public OpKernel {
   bool interleaved_;
   int64_t numHeads_;
   int64_t rotaryDim_;
+  bool absorbed_;
   int errorCode_ = 0;
 };
 
@@ -576,15 +599,41 @@ class AttentionKernel : public OpKernel {
  public:
   AttentionKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
                   std::unique_ptr<Kernel> cpu, int64_t numHeads, float maskFilterValue,
-                  float scale, bool unidirectional)
-      : OpKernel(node, std::move(context), std::move(cpu), Options{}),
+                  float scale, bool unidirectional, std::optional<FusedRotary> rotary)
+      : OpKernel(node, std::move(context), std::move(cpu),
+                 // The host path would skip the absorbed rotation.
+                 Options{.hostEvaluable = !rotary.has_value()}),
         numHeads_(numHeads),
         maskFilterValue_(maskFilterValue),
         scale_(scale),
-        unidirectional_(unidirectional) {}
+        unidirectional_(unidirectional),
+        rotary_(std::move(rotary)) {}
+
+  // Uploads the absorbed rotation's caches as float32.
+  absl::Status prepare() {
+    if (!rotary_) return absl::OkStatus();
+    for (auto [tensor, buffer] : {std::pair{rotary_->cosCache.get(), &rotaryCos_},
+                                  std::pair{rotary_->sinCache.get(), &rotarySin_}}) {
+      absl::StatusOr<DeviceBuffer> uploaded = context()->allocatePermanent(tensor->byteSize());
+      if (!uploaded.ok()) return uploaded.status();
+      *buffer = *uploaded;
+      if (absl::Status status =
+              check(cudaMemcpy(buffer->data, tensor->rawData(), tensor->byteSize(),
+                               cudaMemcpyHostToDevice),
+                    "uploading the rotary caches");
+          !status.ok()) {
+        return status;
+      }
+    }
+    return absl::OkStatus();
+  }
 
  protected:
-  bool deviceSupports(Call& call) override { return arguments(call).ok(); }
+  bool deviceSupports(Call& call) override {
+    // With an absorbed rotation this node must not fall back; runDevice
+    // reports what the kernels do not take.
+    return rotary_.has_value() || arguments(call).ok();
+  }
 
   absl::Status runDevice(Call& call) override {
     absl::StatusOr<AttentionArgs> args = arguments(call);
@@ -676,6 +725,24 @@ class AttentionKernel : public OpKernel {
     args.outputType = elementTypeOf(call.output(0).type);
     args.scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(args.headSize));
     args.maskFilterValue = maskFilterValue_;
+
+    if (rotary_) {
+      const int64_t positions = rotary_->cosCache->dims()[0];
+      const int64_t pairs = rotary_->cosCache->dims()[1];
+      if (args.headSize != 2 * pairs) {
+        return invalidArgument("the absorbed rotary caches have ", pairs,
+                               " columns, but the head size is ", args.headSize);
+      }
+      const int64_t last = rotary_->offset + std::max(args.sequence, args.keySequence) - 1;
+      if (last >= positions) {
+        return invalidArgument("positions ", rotary_->offset, " to ", last,
+                               " (position_ids offset plus sequence) are outside the cos/sin "
+                               "cache rows [0, ", positions, ")");
+      }
+      args.rotaryCos = static_cast<const float*>(rotaryCos_.data);
+      args.rotarySin = static_cast<const float*>(rotarySin_.data);
+      args.rotaryOffset = rotary_->offset;
+    }
     return args;
   }
 
@@ -683,6 +750,9 @@ class AttentionKernel : public OpKernel {
   float maskFilterValue_;
   float scale_;
   bool unidirectional_;
+  std::optional<FusedRotary> rotary_;
+  DeviceBuffer rotaryCos_;
+  DeviceBuffer rotarySin_;
 };
 
 }  // namespace
@@ -747,7 +817,8 @@ void addModelOps(DeviceOpTable& table) {
     absl::StatusOr<int64_t> rotaryDim = node.intAttribute("rotary_embedding_dim", 0);
     if (!rotaryDim.ok()) return rotaryDim.status();
     return std::make_unique<RotaryKernel>(node, std::move(context), std::move(cpu),
-                                          *interleaved == 1, *numHeads, *rotaryDim);
+                                          *interleaved == 1, *numHeads, *rotaryDim,
+                                          isRotaryFusedIntoAttention(node));
   };
 
   table[{"com.microsoft", "MultiHeadAttention"}] =
@@ -761,8 +832,11 @@ void addModelOps(DeviceOpTable& table) {
     if (!scale.ok()) return scale.status();
     absl::StatusOr<int64_t> unidirectional = node.intAttribute("unidirectional", 0);
     if (!unidirectional.ok()) return unidirectional.status();
-    return std::make_unique<AttentionKernel>(node, std::move(context), std::move(cpu), *numHeads,
-                                             *maskFilterValue, *scale, *unidirectional != 0);
+    auto kernel = std::make_unique<AttentionKernel>(node, std::move(context), std::move(cpu),
+                                                    *numHeads, *maskFilterValue, *scale,
+                                                    *unidirectional != 0, fusedRotaryOf(node));
+    if (absl::Status status = kernel->prepare(); !status.ok()) return status;
+    return kernel;
   };
 }
 

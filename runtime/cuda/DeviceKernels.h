@@ -308,6 +308,14 @@ struct AttentionArgs {
   int valueHeadSize = 0;
   float scale = 1.0f;
   float maskFilterValue = -10000.0f;
+  // Rotary embedding of Q and K, applied as they are loaded (before the
+  // bias): interleaved pairs (2i, 2i + 1) of each head are rotated by the
+  // angle of position rotaryOffset + token index, with float32 caches of
+  // [positions, headSize / 2]. Null caches: no rotation. The host checks
+  // that every position is a row of the caches.
+  const float* rotaryCos = nullptr;
+  const float* rotarySin = nullptr;
+  int64_t rotaryOffset = 0;
 };
 // Largest head size the kernels take.
 constexpr int kMaxAttentionHeadSize = 256;

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "CudaTestSupport.h"
+#include "runtime/cuda/RotaryFusion.h"
 
 namespace roformer::runtime::cuda {
 namespace {
@@ -297,6 +298,214 @@ TEST(CudaAttentionTest, LengthMaskMatchesCpu) {
               {"v", testing::floatTensor({3, 70, 128}, 73)},
               {"lengths", HostTensor::fromVector<int32_t>({3}, {70, 1, 33})}};
   expectAllPrecisions(spec, feeds);
+}
+
+// ---- RotaryEmbedding absorbed into MultiHeadAttention ----
+
+// q' = RotaryEmbedding(q), k' = RotaryEmbedding(k), y = MHA(q', k', v, mask),
+// as the fusion passes write it, with x of the given float type.
+std::unique_ptr<ir::Model> rotaryAttentionModel(DataType floatType, int64_t heads,
+                                                int64_t headSize, int64_t offset, bool withBias) {
+  auto model = std::make_unique<ir::Model>();
+  model->setOpsetVersion("", 17);
+  model->setOpsetVersion("com.microsoft", 1);
+  ir::Graph& graph = model->graph();
+  auto input = [&](const char* name, DataType type, size_t rank) {
+    ir::Value* value = graph.getOrCreateValue(name);
+    value->setTensorType(type, std::vector<ir::Dim>(rank, ir::Dim::unknown()));
+    graph.addInput(value);
+    return value;
+  };
+  ir::Value* q = input("q", floatType, 3);
+  ir::Value* k = input("k", floatType, 3);
+  ir::Value* v = input("v", floatType, 3);
+  ir::Value* mask = input("mask", DataType::kInt32, 2);
+  auto [cosCache, sinCache] = rotaryCaches(1100, headSize);
+  ir::Value* position = graph.addInitializer("offset", ir::Tensor::create<int64_t>({}, {offset}));
+  ir::Value* cosValue = graph.addInitializer("cos", cosCache);
+  ir::Value* sinValue = graph.addInitializer("sin", sinCache);
+  auto rotate = [&](ir::Value* x, const char* name) {
+    ir::Node* node = graph.createNode("RotaryEmbedding", "com.microsoft",
+                                      {x, position, cosValue, sinValue}, {name}, nullptr, name);
+    node->setIntAttribute("interleaved", 1);
+    node->setIntAttribute("num_heads", heads);
+    return node->output(0);
+  };
+  ir::Value* bias = nullptr;
+  if (withBias) {
+    bias = graph.addInitializer(
+        "bias", testing::floatConstant({3 * heads * headSize}, 65, -0.2f, 0.2f));
+  }
+  ir::Node* attention = graph.createNode(
+      "MultiHeadAttention", "com.microsoft",
+      {rotate(q, "q_rotated"), rotate(k, "k_rotated"), v, bias, mask}, {"attention"}, nullptr,
+      "attention");
+  attention->setIntAttribute("num_heads", heads);
+  attention->setFloatAttribute("mask_filter_value", -1e12f);
+  // The graph output is float32, so the attention itself stores the
+  // reduced type and the Identity widens it.
+  ir::Node* widen = graph.createNode("Identity", "", {attention->output(0)}, {"y"}, nullptr, "widen");
+  graph.addOutput(widen->output(0));
+  return model;
+}
+
+const ir::Node* findNode(const ir::Model& model, const std::string& name) {
+  for (const auto& node : model.graph().nodes()) {
+    if (node->name() == name) return node.get();
+  }
+  return nullptr;
+}
+
+TEST(CudaRotaryFusionTest, AbsorbsBothRotations) {
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 3, false);
+  std::optional<FusedRotary> fused = fusedRotaryOf(*findNode(*model, "attention"));
+  ASSERT_TRUE(fused.has_value());
+  EXPECT_EQ(fused->offset, 3);
+  EXPECT_EQ(fused->cosCache->dims(), (std::vector<int64_t>{1100, 8}));
+  EXPECT_TRUE(isRotaryFusedIntoAttention(*findNode(*model, "q_rotated")));
+  EXPECT_TRUE(isRotaryFusedIntoAttention(*findNode(*model, "k_rotated")));
+}
+
+TEST(CudaRotaryFusionTest, SkipsHalfSplitPairs) {
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
+  ir::Node* rotary = const_cast<ir::Node*>(findNode(*model, "k_rotated"));
+  rotary->setIntAttribute("interleaved", 0);
+  EXPECT_FALSE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "q_rotated")));
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*rotary));
+}
+
+TEST(CudaRotaryFusionTest, SkipsRotationWithSecondUser) {
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
+  ir::Graph& graph = model->graph();
+  ir::Value* rotated = findNode(*model, "q_rotated")->output(0);
+  ir::Node* other = graph.createNode("Relu", "", {rotated}, {"other"}, nullptr, "other");
+  graph.addOutput(other->output(0));
+  EXPECT_FALSE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "k_rotated")));
+}
+
+TEST(CudaRotaryFusionTest, SkipsPerTokenPositions) {
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
+  ir::Graph& graph = model->graph();
+  ir::Value* positions = graph.getOrCreateValue("positions");
+  positions->setTensorType(DataType::kInt64, {ir::Dim::unknown(), ir::Dim::unknown()});
+  graph.addInput(positions);
+  const_cast<ir::Node*>(findNode(*model, "q_rotated"))->setInput(1, positions);
+  EXPECT_FALSE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+}
+
+TEST(CudaRotaryFusionTest, TurnedOffByEnvironment) {
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
+  setenv("ROFORMER_CUDA_FUSE_ROTARY", "0", 1);
+  EXPECT_FALSE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "q_rotated")));
+  unsetenv("ROFORMER_CUDA_FUSE_ROTARY");
+  EXPECT_TRUE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+}
+
+TEST(CudaRotaryFusionTest, ReferenceModelRunsOnCpu) {
+  // The GPU tests below compare with this model on the CPU backend; here,
+  // without a GPU, check that it runs and that the offset moves the result.
+  Feeds feeds{{"q", testing::floatTensor({2, 9, 32}, 91, -2.0f, 2.0f)},
+              {"k", testing::floatTensor({2, 9, 32}, 92, -2.0f, 2.0f)},
+              {"v", testing::floatTensor({2, 9, 32}, 93)},
+              {"mask", HostTensor::fromVector<int32_t>({2, 9}, paddingMask(2, 9))}};
+  absl::StatusOr<testing::RunResult> first = testing::runModel(
+      *rotaryAttentionModel(DataType::kFloat, 2, 16, 0, true), "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<testing::RunResult> shifted = testing::runModel(
+      *rotaryAttentionModel(DataType::kFloat, 2, 16, 7, true), "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(shifted.ok()) << shifted.status();
+  ASSERT_EQ(first->outputs[0].shape(), (Shape{2, 9, 32}));
+  EXPECT_GT(testing::compareTensors(first->outputs[0], shifted->outputs[0]).maxAbsError, 1e-3);
+}
+
+struct RotaryAttentionCase {
+  int64_t batch;
+  int64_t sequence;
+  int64_t heads;
+  int64_t headSize;
+  int64_t offset;
+  bool withBias;
+};
+
+void PrintTo(const RotaryAttentionCase& c, std::ostream* out) {
+  *out << "batch " << c.batch << ", sequence " << c.sequence << ", " << c.heads << " heads of "
+       << c.headSize << ", offset " << c.offset << (c.withBias ? ", with bias" : "");
+}
+
+class CudaRotaryAttentionTest
+    : public ::testing::TestWithParam<std::tuple<RotaryAttentionCase, bool>> {};
+
+TEST_P(CudaRotaryAttentionTest, AbsorbedRotationMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const auto [c, tensorCores] = GetParam();
+  const int64_t hidden = c.heads * c.headSize;
+  Feeds feeds{{"q", testing::floatTensor({c.batch, c.sequence, hidden}, 91, -2.0f, 2.0f)},
+              {"k", testing::floatTensor({c.batch, c.sequence, hidden}, 92, -2.0f, 2.0f)},
+              {"v", testing::floatTensor({c.batch, c.sequence, hidden}, 93)},
+              {"mask", HostTensor::fromVector<int32_t>({c.batch, c.sequence},
+                                                       paddingMask(c.batch, c.sequence))}};
+  if (tensorCores) {
+    unsetenv("ROFORMER_CUDA_ATTENTION");
+  } else {
+    setenv("ROFORMER_CUDA_ATTENTION", "simt", 1);
+  }
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(precisionName(precision));
+    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
+                               : precision == Precision::kBf16 ? DataType::kBfloat16
+                                                               : DataType::kFloat;
+    OpSpec inputsOnly{"MultiHeadAttention",
+                      "com.microsoft",
+                      {InputSpec::floating("q", 3), InputSpec::floating("k", 3),
+                       InputSpec::floating("v", 3)}};
+    Feeds rounded;
+    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
+    std::unique_ptr<ir::Model> reference =
+        rotaryAttentionModel(DataType::kFloat, c.heads, c.headSize, c.offset, c.withBias);
+    std::unique_ptr<ir::Model> model =
+        rotaryAttentionModel(floatType, c.heads, c.headSize, c.offset, c.withBias);
+    ASSERT_TRUE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
+    absl::StatusOr<testing::RunResult> cpu =
+        testing::runModel(*reference, "cpu", Precision::kFp32, rounded);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", precision, narrowed);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
+    testing::Tolerance tolerance = testing::toleranceFor(precision);
+    testing::Comparison comparison = testing::compareTensors(gpu->outputs[0], cpu->outputs[0]);
+    // Attention outputs are weighted means of v in [-1, 1].
+    EXPECT_LT(comparison.maxAbsError, tolerance.atol + tolerance.rtol);
+    EXPECT_GT(comparison.cosine, precision == Precision::kFp32 ? 0.999999 : 0.999);
+  }
+  unsetenv("ROFORMER_CUDA_ATTENTION");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaRotaryAttentionTest,
+    ::testing::Combine(::testing::Values(RotaryAttentionCase{1, 1, 4, 16, 0, false},
+                                         RotaryAttentionCase{2, 65, 4, 16, 5, true},
+                                         RotaryAttentionCase{3, 130, 12, 64, 0, false},
+                                         RotaryAttentionCase{64, 33, 4, 64, 0, false},
+                                         RotaryAttentionCase{2, 1024, 12, 64, 0, false},
+                                         RotaryAttentionCase{2, 100, 2, 128, 70, true}),
+                       ::testing::Bool()));
+
+TEST(CudaRotaryAttentionTest, PositionsPastCachesFail) {
+  SKIP_WITHOUT_CUDA();
+  // Caches of 1100 rows, offset 100 and 1024 tokens: rows up to 1123.
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 2, 16, 100, false);
+  Feeds feeds{{"q", testing::floatTensor({1, 1024, 32}, 94)},
+              {"k", testing::floatTensor({1, 1024, 32}, 95)},
+              {"v", testing::floatTensor({1, 1024, 32}, 96)},
+              {"mask", HostTensor::fromVector<int32_t>({1, 1024}, paddingMask(1, 1024))}};
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp32, feeds);
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_NE(std::string(gpu.status().message()).find("outside the cos/sin cache rows"),
+            std::string::npos)
+      << gpu.status().message();
 }
 
 // ---- MatMul ----
