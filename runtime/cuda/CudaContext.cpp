@@ -92,6 +92,14 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::create(const BackendOp
     return absl::InternalError(
         absl::StrCat("cublasLtCreate failed: ", cublasStatusName(status)));
   }
+
+  const char* epilogue = std::getenv("ROFORMER_CUDA_GELU_EPILOGUE");
+  if (epilogue != nullptr && std::string(epilogue) == "0") {
+    context->geluEpilogueDetail_ = "ROFORMER_CUDA_GELU_EPILOGUE=0";
+  } else {
+    context->geluEpilogueForm_ = probeGeluEpilogue(*context->lt_, context->ltHandle_,
+                                                   /*stream=*/nullptr, context->geluEpilogueDetail_);
+  }
   return context;
 }
 

@@ -39,6 +39,7 @@
 #include "runtime/Backend.h"
 #include "runtime/Tensor.h"
 #include "runtime/cuda/CublasLt.h"
+#include "runtime/cuda/GeluEpilogue.h"
 
 namespace roformer::runtime::cuda {
 
@@ -123,6 +124,11 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   int computeCapability() const { return computeCapability_; }
   // False when ROFORMER_CUDA_ATTENTION=simt selects the SIMT attention kernel.
   bool tensorCoreAttention() const { return tensorCoreAttention_; }
+  // The GELU form of cuBLASLt's GELU and bias epilogue, probed when the
+  // context is created (GeluEpilogue.h); kUnknown with
+  // ROFORMER_CUDA_GELU_EPILOGUE=0. The detail says why it is unknown.
+  GeluForm geluEpilogueForm() const { return geluEpilogueForm_; }
+  const std::string& geluEpilogueDetail() const { return geluEpilogueDetail_; }
 
   // The calling thread's state, created on first use.
   absl::StatusOr<ThreadState*> thread();
@@ -195,6 +201,8 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   int computeCapability_ = 0;
   bool memoryPools_ = false;
   bool tensorCoreAttention_ = true;
+  GeluForm geluEpilogueForm_ = GeluForm::kUnknown;
+  std::string geluEpilogueDetail_;
   uint64_t generation_ = 0;
   const CublasLtApi* lt_ = nullptr;
   cublasLtHandle_t ltHandle_ = nullptr;

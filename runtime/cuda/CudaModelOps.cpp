@@ -71,12 +71,16 @@ struct GemmGeometry {
 
 class MatMulKernel : public OpKernel {
  public:
+  // With `fusedBias`, the product adds it in cuBLASLt's epilogue, and with
+  // `geluEpilogue` also applies the erf GELU there.
   MatMulKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
-               std::unique_ptr<Kernel> cpu, std::shared_ptr<ir::Tensor> fusedBias)
+               std::unique_ptr<Kernel> cpu, std::shared_ptr<ir::Tensor> fusedBias,
+               bool geluEpilogue)
       : OpKernel(node, std::move(context), std::move(cpu),
                  // The host path would drop a fused bias.
                  Options{.hostEvaluable = fusedBias == nullptr, .forceActivationType = true}),
-        fusedBias_(std::move(fusedBias)) {}
+        fusedBias_(std::move(fusedBias)),
+        geluEpilogue_(geluEpilogue && fusedBias_ != nullptr) {}
 
   ~MatMulKernel() override {
     const CublasLtApi& lt = context()->lt();
@@ -264,6 +268,7 @@ class MatMulKernel : public OpKernel {
     args.bType = elementTypeOf(type);
     args.bias = biasBuffer_.data;
     args.biasType = elementTypeOf(type);
+    args.erfGelu = geluEpilogue_;
     args.c = c;
     args.cType = elementTypeOf(type);
     args.m = g.m;
@@ -301,7 +306,8 @@ class MatMulKernel : public OpKernel {
     cublasStatus_t status = lt.matmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (status != CUBLAS_STATUS_SUCCESS) return fail("cublasLtMatmulDescCreate", status);
     if (biasBuffer_.data != nullptr) {
-      cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+      cublasLtEpilogue_t epilogue =
+          geluEpilogue_ ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
       lt.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue));
       const void* bias = biasBuffer_.data;
       lt.matmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
@@ -358,6 +364,7 @@ class MatMulKernel : public OpKernel {
   }
 
   std::shared_ptr<ir::Tensor> fusedBias_;
+  bool geluEpilogue_;
   DeviceBuffer biasBuffer_;
   std::mutex mutex_;
   std::map<PlanKey, Plan> plans_;
@@ -456,16 +463,30 @@ class NormalizationKernel : public OpKernel {
 
 class GeluKernel : public OpKernel {
  public:
+  // With `absorbed`, the MatMul before it applied the bias and GELU in its
+  // epilogue, and this kernel only moves its input to its output.
   GeluKernel(const ir::Node& node, std::shared_ptr<CudaContext> context,
-             std::unique_ptr<Kernel> cpu, bool tanhForm)
-      : OpKernel(node, std::move(context), std::move(cpu), Options{.canRunInPlace = true}),
-        tanhForm_(tanhForm) {}
+             std::unique_ptr<Kernel> cpu, bool tanhForm, bool absorbed = false)
+      : OpKernel(node, std::move(context), std::move(cpu),
+                 // The host path would apply the GELU again.
+                 Options{.hostEvaluable = !absorbed, .canRunInPlace = true}),
+        tanhForm_(tanhForm),
+        absorbed_(absorbed) {}
 
  protected:
-  bool deviceSupports(Call& call) override { return ir::isFloatingPoint(call.input(0).type); }
+  bool deviceSupports(Call& call) override {
+    return absorbed_ || ir::isFloatingPoint(call.input(0).type);
+  }
 
   absl::Status runDevice(Call& call) override {
     const TensorView& x = call.input(0);
+    if (absorbed_) {
+      TensorView& output = call.output(0);
+      if (output.data == x.data || x.elementCount() == 0) return absl::OkStatus();
+      return check(launchConvert(x.data, elementTypeOf(x.type), output.data,
+                                 elementTypeOf(output.type), x.elementCount(), call.stream()),
+                   "moving the input");
+    }
     BiasGeluArgs args;
     args.input = x.data;
     args.inputType = elementTypeOf(x.type);
@@ -483,6 +504,7 @@ class GeluKernel : public OpKernel {
 
  private:
   bool tanhForm_;
+  bool absorbed_;
 };
 
 // ---- RotaryEmbedding ----
@@ -762,8 +784,16 @@ void addModelOps(DeviceOpTable& table) {
                              std::unique_ptr<Kernel> cpu,
                              int) -> absl::StatusOr<std::unique_ptr<Kernel>> {
     std::shared_ptr<ir::Tensor> bias;
-    if (const ir::Node* add = fusedBiasAdd(node)) bias = ir::constantOf(add->input(1));
-    auto kernel = std::make_unique<MatMulKernel>(node, std::move(context), std::move(cpu), bias);
+    bool gelu = false;
+    const bool erfEpilogue = context->geluEpilogueForm() == GeluForm::kErf;
+    if (const ir::Node* add = fusedBiasAdd(node)) {
+      bias = ir::constantOf(add->input(1));
+    } else if (const ir::Node* biasGelu = fusedBiasGelu(node, erfEpilogue)) {
+      bias = ir::constantOf(biasGelu->input(1));
+      gelu = true;
+    }
+    auto kernel =
+        std::make_unique<MatMulKernel>(node, std::move(context), std::move(cpu), bias, gelu);
     if (absl::Status status = kernel->prepare(); !status.ok()) return status;
     return kernel;
   };
@@ -795,7 +825,10 @@ void addModelOps(DeviceOpTable& table) {
                                        const ir::Node& node, std::shared_ptr<CudaContext> context,
                                        std::unique_ptr<Kernel> cpu,
                                        int) -> absl::StatusOr<std::unique_ptr<Kernel>> {
-      return std::make_unique<GeluKernel>(node, std::move(context), std::move(cpu), tanhForm);
+      const bool absorbed = isBiasGeluFusedIntoMatMul(
+          node, context->geluEpilogueForm() == GeluForm::kErf);
+      return std::make_unique<GeluKernel>(node, std::move(context), std::move(cpu), tanhForm,
+                                          absorbed);
     };
   }
   table[{"", "Gelu"}] = [](const ir::Node& node, std::shared_ptr<CudaContext> context,

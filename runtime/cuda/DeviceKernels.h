@@ -181,6 +181,8 @@ struct SimpleGemmArgs {
   int64_t strideA = 0;
   int64_t strideB = 0;
   int64_t strideC = 0;
+  // Applies the erf GELU after the bias.
+  bool erfGelu = false;
 };
 cudaError_t launchSimpleGemm(const SimpleGemmArgs& args, cudaStream_t stream);
 

@@ -7,7 +7,8 @@
 //                         not a graph output
 //
 // The MatMul kernel then computes x W + b, and the Add kernel only moves y
-// to z. The planner usually runs that Add in place, where it costs nothing.
+// to z. A com.microsoft BiasGelu(y, b) in place of the Add is absorbed the
+// same way, with the GELU in the epilogue too. The planner usually runs that Add in place, where it costs nothing.
 #pragma once
 
 #include "ir/Graph.h"
@@ -19,5 +20,12 @@ const ir::Node* fusedBiasAdd(const ir::Node& matMul);
 
 // True when `add` is the fused bias Add of the MatMul producing its input 0.
 bool isBiasAddFusedIntoMatMul(const ir::Node& add);
+
+// The same for a com.microsoft BiasGelu in place of the Add, whose bias and
+// GELU go into cuBLASLt's GELU and bias epilogue. Only when
+// `epilogueIsErf`: the epilogue must compute the erf form of GELU that
+// BiasGelu defines (GeluEpilogue.h).
+const ir::Node* fusedBiasGelu(const ir::Node& matMul, bool epilogueIsErf);
+bool isBiasGeluFusedIntoMatMul(const ir::Node& biasGelu, bool epilogueIsErf);
 
 }  // namespace roformer::runtime::cuda

@@ -21,6 +21,7 @@ __global__ void simpleGemmKernel(SimpleGemmArgs args) {
       sum += loadFloat(args.a, args.aType, aBase + i) * loadFloat(args.b, args.bType, bBase + i * args.n);
     }
     if (args.bias != nullptr) sum += loadFloat(args.bias, args.biasType, column);
+    if (args.erfGelu) sum = 0.5f * sum * (1.0f + erff(sum * 0.70710678118654752f));
     storeFloat(args.c, args.cType, product * args.strideC + row * args.n + column, sum);
   }
 }

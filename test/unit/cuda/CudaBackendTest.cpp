@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <limits>
 
 #include "CudaTestSupport.h"
 #include "runtime/Backend.h"
+#include "runtime/cuda/GeluEpilogue.h"
 #include "runtime/cuda/MatMulFusion.h"
 
 namespace roformer::runtime::cuda {
@@ -110,6 +112,122 @@ TEST(CudaBiasFusionTest, SkipsNonConstantBias) {
 TEST(CudaBiasFusionTest, SkipsBiasOfOtherWidth) {
   std::unique_ptr<ProjectionGraph> g = projection(false, false, true, /*biasSize=*/1);
   EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+}
+
+// ---- BiasGelu in the MatMul epilogue ----
+
+// x [?, 4] -> MatMul(W [4, 3]) -> com.microsoft BiasGelu(b) -> y.
+std::unique_ptr<ProjectionGraph> geluProjection(bool secondUser = false) {
+  auto result = std::make_unique<ProjectionGraph>();
+  ir::Graph& graph = result->graph;
+  ir::Value* x = graph.getOrCreateValue("x");
+  x->setTensorType(DataType::kFloat, std::vector<ir::Dim>{ir::Dim::unknown(), ir::Dim::known(4)});
+  graph.addInput(x);
+  ir::Value* w = graph.addInitializer("w", testing::floatConstant({4, 3}, 1));
+  ir::Value* b = graph.addInitializer("b", testing::floatConstant({3}, 2));
+  result->matMul = graph.createNode("MatMul", "", {x, w}, {"xw"}, nullptr, "matmul");
+  result->add = graph.createNode("BiasGelu", "com.microsoft", {result->matMul->output(0), b},
+                                 {"y"}, nullptr, "gelu");
+  graph.addOutput(result->add->output(0));
+  if (secondUser) {
+    ir::Node* other = graph.createNode("Relu", "", {result->matMul->output(0)}, {"r"}, nullptr,
+                                       "relu");
+    graph.addOutput(other->output(0));
+  }
+  return result;
+}
+
+TEST(CudaGeluFusionTest, FusesOnlyWithErfEpilogue) {
+  std::unique_ptr<ProjectionGraph> g = geluProjection();
+  EXPECT_EQ(fusedBiasGelu(*g->matMul, /*epilogueIsErf=*/true), g->add);
+  EXPECT_TRUE(isBiasGeluFusedIntoMatMul(*g->add, true));
+  EXPECT_EQ(fusedBiasGelu(*g->matMul, /*epilogueIsErf=*/false), nullptr);
+  EXPECT_FALSE(isBiasGeluFusedIntoMatMul(*g->add, false));
+  EXPECT_EQ(fusedBiasAdd(*g->matMul), nullptr);
+}
+
+TEST(CudaGeluFusionTest, SkipsProductWithSecondUser) {
+  std::unique_ptr<ProjectionGraph> g = geluProjection(/*secondUser=*/true);
+  EXPECT_EQ(fusedBiasGelu(*g->matMul, true), nullptr);
+  EXPECT_FALSE(isBiasGeluFusedIntoMatMul(*g->add, true));
+}
+
+TEST(CudaGeluFusionTest, ClassifiesGeluForms) {
+  std::vector<float> inputs;
+  std::vector<float> erfValues;
+  std::vector<float> tanhValues;
+  for (int i = 0; i < 64; ++i) {
+    const double x = -5.0 + 10.0 * i / 63;
+    inputs.push_back(static_cast<float>(x));
+    erfValues.push_back(static_cast<float>(0.5 * x * (1 + std::erf(x / std::sqrt(2.0)))));
+    const double inner = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
+    tanhValues.push_back(static_cast<float>(0.5 * x * (1 + std::tanh(inner))));
+  }
+  EXPECT_EQ(classifyGelu(inputs.data(), erfValues.data(), 64), GeluForm::kErf);
+  EXPECT_EQ(classifyGelu(inputs.data(), tanhValues.data(), 64), GeluForm::kTanh);
+  // Halfway between the forms is neither.
+  std::vector<float> between(64);
+  for (int i = 0; i < 64; ++i) between[i] = 0.5f * (erfValues[i] + tanhValues[i]);
+  EXPECT_EQ(classifyGelu(inputs.data(), between.data(), 64), GeluForm::kUnknown);
+}
+
+TEST(CudaGeluFusionTest, ProbesTheEpilogueForm) {
+  SKIP_WITHOUT_CUDA();
+  absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::create(BackendOptions{});
+  ASSERT_TRUE(context.ok()) << context.status();
+  // The GPU check reads this line: which form the epilogue computes.
+  std::cout << "cuBLASLt GELU epilogue: " << geluFormName((*context)->geluEpilogueForm())
+            << ((*context)->geluEpilogueDetail().empty() ? "" : " (")
+            << (*context)->geluEpilogueDetail()
+            << ((*context)->geluEpilogueDetail().empty() ? "" : ")") << "\n";
+  RecordProperty("gelu_epilogue", geluFormName((*context)->geluEpilogueForm()));
+  EXPECT_NE((*context)->geluEpilogueForm(), GeluForm::kUnknown)
+      << (*context)->geluEpilogueDetail();
+}
+
+TEST(CudaGeluFusionTest, ProjectionWithBiasGeluMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  // Whichever form the probe found, the result is the erf GELU: fused into
+  // the epilogue, or the separate kernel.
+  auto model = [](DataType floatType) {
+    auto result = std::make_unique<ir::Model>();
+    result->setOpsetVersion("", 17);
+    result->setOpsetVersion("com.microsoft", 1);
+    ir::Graph& graph = result->graph();
+    ir::Value* x = graph.getOrCreateValue("x");
+    x->setTensorType(floatType, std::vector<ir::Dim>(3, ir::Dim::unknown()));
+    graph.addInput(x);
+    ir::Value* w = graph.addInitializer("w", testing::floatConstant({96, 200}, 85, -0.2f, 0.2f));
+    ir::Value* b = graph.addInitializer("b", testing::floatConstant({200}, 86));
+    ir::Node* matMul = graph.createNode("MatMul", "", {x, w}, {"xw"}, nullptr, "matmul");
+    ir::Node* gelu = graph.createNode("BiasGelu", "com.microsoft", {matMul->output(0), b},
+                                      {"h"}, nullptr, "gelu");
+    ir::Node* widen = graph.createNode("Identity", "", {gelu->output(0)}, {"y"}, nullptr, "widen");
+    graph.addOutput(widen->output(0));
+    return result;
+  };
+  Feeds feeds{{"x", testing::floatTensor({3, 37, 96}, 87)}};
+  for (Precision precision : {Precision::kFp32, Precision::kFp16, Precision::kBf16}) {
+    SCOPED_TRACE(precisionName(precision));
+    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
+                               : precision == Precision::kBf16 ? DataType::kBfloat16
+                                                               : DataType::kFloat;
+    OpSpec inputsOnly{"MatMul", "", {InputSpec::floating("x", 3)}};
+    Feeds rounded;
+    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
+    absl::StatusOr<testing::RunResult> cpu =
+        testing::runModel(*model(DataType::kFloat), "cpu", Precision::kFp32, rounded);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    absl::StatusOr<testing::RunResult> gpu =
+        testing::runModel(*model(floatType), "cuda", precision, narrowed);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
+    testing::Comparison comparison = testing::compareTensors(gpu->outputs[0], cpu->outputs[0]);
+    EXPECT_LT(comparison.maxAbsError, precision == Precision::kFp32   ? 1e-4
+                                      : precision == Precision::kFp16 ? 2e-2
+                                                                      : 8e-2);
+    EXPECT_GT(comparison.cosine, precision == Precision::kFp32 ? 0.999999 : 0.999);
+  }
 }
 
 // ---- Sessions on a GPU ----
