@@ -273,6 +273,8 @@ absl::Status CudaBackend::beginRecording() {
           cudaStreamBeginCapture(thread.stream, cudaStreamCaptureModeThreadLocal),
           "starting to record a CUDA graph");
       !status.ok()) {
+    // The executor then runs the steps, whose launches must not report this.
+    cudaGetLastError();
     return status;
   }
   thread.recording = true;
@@ -350,6 +352,8 @@ absl::StatusOr<bool> CudaBackend::replay(const RecordedRun& recorded) {
   if (absl::Status status = cudaStatus(cudaGraphLaunch(run->graph, thread.stream),
                                        "launching the recorded CUDA graph");
       !status.ok()) {
+    // Keep the failure out of the next run's launch checks.
+    cudaGetLastError();
     return status;
   }
   return true;

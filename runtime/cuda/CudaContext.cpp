@@ -243,6 +243,9 @@ absl::StatusOr<std::shared_ptr<void>> CudaContext::allocatePinned(size_t bytes) 
   cudaError_t error = cudaMallocHost(&data, std::max<size_t>(bytes, 1));
   cudaThreadExchangeStreamCaptureMode(&mode);
   if (error != cudaSuccess) {
+    // Callers may go on without pinned memory, and every kernel launch
+    // reports cudaGetLastError, so clear the failure here.
+    cudaGetLastError();
     return absl::ResourceExhaustedError(absl::StrCat("failed to allocate ", bytes,
                                                      " bytes of pinned host memory: ",
                                                      cudaErrorText(error)));

@@ -230,6 +230,22 @@ TEST(CudaGeluFusionTest, ProjectionWithBiasGeluMatchesCpu) {
   }
 }
 
+// ---- Pinned memory ----
+
+TEST(CudaContextTest, FailedPinnedAllocationClearsError) {
+  SKIP_WITHOUT_CUDA();
+  absl::StatusOr<std::shared_ptr<CudaContext>> context = CudaContext::create(BackendOptions{});
+  ASSERT_TRUE(context.ok()) << context.status();
+  // 1 EiB: more than any host can pin.
+  absl::StatusOr<std::shared_ptr<void>> pinned = (*context)->allocatePinned(size_t{1} << 60);
+  ASSERT_FALSE(pinned.ok());
+  EXPECT_EQ(pinned.status().code(), absl::StatusCode::kResourceExhausted);
+  // Every kernel launch returns cudaGetLastError, so an error left there
+  // would fail the next launch, although copyToDevice goes on without
+  // pinned staging memory.
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
 // ---- Sessions on a GPU ----
 
 // y = Relu(Reshape(x, Concat(Shape(x)[0:1], [-1]))), and with
