@@ -57,8 +57,11 @@ std::optional<FusedRotary> absorbableRotary(const ir::Node& attention, size_t in
       intOr(*rotary, "is_packed_batching", 0) != 0) {
     return std::nullopt;
   }
-  const int64_t rotaryHeads = intOr(*rotary, "num_heads", 0);
-  if (rotaryHeads != 0 && rotaryHeads != heads) return std::nullopt;
+  // The kernel rotates within the attention's heads. Without num_heads, a
+  // 3-D input's rotary heads have 2 * cache-columns elements, which can
+  // differ from the attention's head size. Such a graph is valid, but an
+  // absorbed rotation has no fallback, so the run would fail.
+  if (intOr(*rotary, "num_heads", 0) != heads) return std::nullopt;
 
   FusedRotary fused;
   std::optional<int64_t> offset = constantOffset(rotary->input(1));

@@ -2,7 +2,8 @@
 // fused graph rotates the query and the key in separate nodes just before
 // attention:
 //
-//   q' = RotaryEmbedding(q, offset, cos, sin)   interleaved, whole heads
+//   q' = RotaryEmbedding(q, offset, cos, sin)   interleaved, whole heads,
+//                                               the attention's num_heads
 //   k' = RotaryEmbedding(k, offset, cos, sin)   the same constants
 //   o  = MultiHeadAttention(q', k', v, ...)     the only reader of q' and k'
 //

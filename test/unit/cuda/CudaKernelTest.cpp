@@ -385,6 +385,32 @@ TEST(CudaRotaryFusionTest, SkipsRotationWithSecondUser) {
   EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "k_rotated")));
 }
 
+TEST(CudaRotaryFusionTest, SkipsRotationWithoutNumHeads) {
+  // Without num_heads, the rotations use heads of 2 * 8 elements, while the
+  // attention has 2 heads of 32: a valid graph that the kernel cannot
+  // rotate on load.
+  std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
+  ir::Node* attention = const_cast<ir::Node*>(findNode(*model, "attention"));
+  attention->setIntAttribute("num_heads", 2);
+  for (const char* name : {"q_rotated", "k_rotated"}) {
+    const_cast<ir::Node*>(findNode(*model, name))->setIntAttribute("num_heads", 0);
+  }
+  EXPECT_FALSE(fusedRotaryOf(*attention).has_value());
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "q_rotated")));
+  EXPECT_FALSE(isRotaryFusedIntoAttention(*findNode(*model, "k_rotated")));
+
+  Feeds feeds{{"q", testing::floatTensor({2, 9, 64}, 91, -2.0f, 2.0f)},
+              {"k", testing::floatTensor({2, 9, 64}, 92, -2.0f, 2.0f)},
+              {"v", testing::floatTensor({2, 9, 64}, 93)},
+              {"mask", HostTensor::fromVector<int32_t>({2, 9}, paddingMask(2, 9))}};
+  absl::StatusOr<testing::RunResult> cpu = testing::runModel(*model, "cpu", Precision::kFp32, feeds);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  if (!cudaDeviceStatus().ok()) return;
+  absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", Precision::kFp32, feeds);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_LT(testing::compareTensors(gpu->outputs[0], cpu->outputs[0]).maxAbsError, 1e-4);
+}
+
 TEST(CudaRotaryFusionTest, SkipsPerTokenPositions) {
   std::unique_ptr<ir::Model> model = rotaryAttentionModel(DataType::kFloat, 4, 16, 0, false);
   ir::Graph& graph = model->graph();
