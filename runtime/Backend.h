@@ -100,8 +100,9 @@ class Backend {
   // The executor records a run only when every buffer address is fixed by a
   // memory plan, and replays it only for inputs of the same shapes copied to
   // the same addresses. While recording, kernels queue work but nothing
-  // runs; a kernel that needs the host in the middle of the run (a device
-  // value read back, a CPU fallback) fails with an error instead.
+  // runs. A kernel that needs the host in the middle of the run (a device
+  // value read back, a CPU fallback on device data) fails with an error
+  // instead.
 
   // Whether this backend records runs at all.
   virtual bool canRecord() const { return false; }

@@ -18,9 +18,9 @@
 // first planned run of a signature in an execution context is recorded and
 // later runs of that signature replay it: the inputs are copied to the same
 // addresses and no kernel is asked for shapes or called. A signature whose
-// run needs the host between steps (a CPU fallback, a device value read back
-// to compute a shape) cannot be recorded; it runs step by step, and stats()
-// says why.
+// run needs the host between steps (a CPU fallback on device data, a device
+// value read back to compute a shape) cannot be recorded. It runs step by
+// step, and stats() gives the reason.
 //
 // run() may be called from several threads at once: each call takes its own
 // execution context (arena, thread pool, tensor views) from a pool, and the

@@ -541,17 +541,12 @@ class RotaryKernel : public OpKernel {
   absl::Status runDevice(Call& call) override {
     const TensorView& x = call.input(0);
     if (absorbed_) {
+      // The output type differs when a float32 input meets converted caches.
       TensorView& output = call.output(0);
-      if (output.type != x.type || output.byteSize() != x.byteSize()) {
-        return invalidArgument("the absorbed rotation's output (",
-                               std::string(ir::dataTypeName(output.type)),
-                               ") differs from its input (", std::string(ir::dataTypeName(x.type)),
-                               "); set ROFORMER_CUDA_FUSE_ROTARY=0");
-      }
-      if (output.data == x.data || x.byteSize() == 0) return absl::OkStatus();
-      return check(cudaMemcpyAsync(output.data, x.data, x.byteSize(), cudaMemcpyDeviceToDevice,
-                                   call.stream()),
-                   "copying the input");
+      if (output.data == x.data || x.elementCount() == 0) return absl::OkStatus();
+      return check(launchConvert(x.data, elementTypeOf(x.type), output.data,
+                                 elementTypeOf(output.type), x.elementCount(), call.stream()),
+                   "moving the input");
     }
     const TensorView& positions = call.input(1);
     const TensorView& cosCache = call.input(2);
