@@ -55,6 +55,15 @@ absl::StatusOr<const void*> asType(CudaContext& context, const TensorView& view,
   return buffer->data;
 }
 
+// Moves `input` to `output` for a kernel whose work another kernel absorbed:
+// nothing when the planner runs it in place, otherwise a copy that converts
+// the element type when the two differ.
+cudaError_t moveInput(const TensorView& input, const TensorView& output, cudaStream_t stream) {
+  if (output.data == input.data || input.elementCount() == 0) return cudaSuccess;
+  return launchConvert(input.data, elementTypeOf(input.type), output.data,
+                       elementTypeOf(output.type), input.elementCount(), stream);
+}
+
 // ---- MatMul ----
 
 // C[m, n] = A[m, k] B[k, n] (+ bias[n]) in row-major order, `batch` times
@@ -480,13 +489,7 @@ class GeluKernel : public OpKernel {
 
   absl::Status runDevice(Call& call) override {
     const TensorView& x = call.input(0);
-    if (absorbed_) {
-      TensorView& output = call.output(0);
-      if (output.data == x.data || x.elementCount() == 0) return absl::OkStatus();
-      return check(launchConvert(x.data, elementTypeOf(x.type), output.data,
-                                 elementTypeOf(output.type), x.elementCount(), call.stream()),
-                   "moving the input");
-    }
+    if (absorbed_) return check(moveInput(x, call.output(0), call.stream()), "moving the input");
     BiasGeluArgs args;
     args.input = x.data;
     args.inputType = elementTypeOf(x.type);
@@ -542,11 +545,7 @@ class RotaryKernel : public OpKernel {
     const TensorView& x = call.input(0);
     if (absorbed_) {
       // The output type differs when a float32 input meets converted caches.
-      TensorView& output = call.output(0);
-      if (output.data == x.data || x.elementCount() == 0) return absl::OkStatus();
-      return check(launchConvert(x.data, elementTypeOf(x.type), output.data,
-                                 elementTypeOf(output.type), x.elementCount(), call.stream()),
-                   "moving the input");
+      return check(moveInput(x, call.output(0), call.stream()), "moving the input");
     }
     const TensorView& positions = call.input(1);
     const TensorView& cosCache = call.input(2);

@@ -209,20 +209,13 @@ TEST(CudaGeluFusionTest, ProjectionWithBiasGeluMatchesCpu) {
   Feeds feeds{{"x", testing::floatTensor({3, 37, 96}, 87)}};
   for (Precision precision : {Precision::kFp32, Precision::kFp16, Precision::kBf16}) {
     SCOPED_TRACE(precisionName(precision));
-    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                               : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                               : DataType::kFloat;
     OpSpec inputsOnly{"MatMul", "", {InputSpec::floating("x", 3)}};
-    Feeds rounded;
-    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
-    absl::StatusOr<testing::RunResult> cpu =
-        testing::runModel(*model(DataType::kFloat), "cpu", Precision::kFp32, rounded);
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    absl::StatusOr<testing::RunResult> gpu =
-        testing::runModel(*model(floatType), "cuda", precision, narrowed);
-    ASSERT_TRUE(gpu.ok()) << gpu.status();
-    EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
-    testing::Comparison comparison = testing::compareTensors(gpu->outputs[0], cpu->outputs[0]);
+    absl::StatusOr<testing::CpuGpuRuns> runs =
+        testing::runOnBoth(model, inputsOnly, feeds, precision);
+    ASSERT_TRUE(runs.ok()) << runs.status();
+    EXPECT_EQ(runs->gpu.stats.fallbackSteps, 0u);
+    testing::Comparison comparison =
+        testing::compareTensors(runs->gpu.outputs[0], runs->cpu.outputs[0]);
     EXPECT_LT(comparison.maxAbsError, precision == Precision::kFp32   ? 1e-4
                                       : precision == Precision::kFp16 ? 2e-2
                                                                       : 8e-2);
@@ -307,9 +300,9 @@ TEST(CudaSessionTest, FallbackRunsOpsWithoutDeviceKernel) {
   EXPECT_EQ(gpu->stats.fallbackOps[0], "Einsum");
 }
 
-TEST(CudaSessionTest, GatherReportsIdOutsideTable) {
-  SKIP_WITHOUT_CUDA();
-  // The session's own id check is off, so the kernel's check must fire.
+// A Gather from a [10, 8] table on the GPU with the session's own id check
+// off, so that the kernel's check must fire.
+absl::StatusOr<std::unique_ptr<Session>> gatherSession() {
   OpSpec spec{"Gather",
               "",
               {InputSpec::constantTensor("table", testing::floatConstant({10, 8}, 7)),
@@ -318,7 +311,12 @@ TEST(CudaSessionTest, GatherReportsIdOutsideTable) {
   SessionOptions options;
   options.device = "cuda";
   options.validateIds = false;
-  absl::StatusOr<std::unique_ptr<Session>> session = Session::create(*model, options);
+  return Session::create(*model, options);
+}
+
+TEST(CudaSessionTest, GatherReportsIdOutsideTable) {
+  SKIP_WITHOUT_CUDA();
+  absl::StatusOr<std::unique_ptr<Session>> session = gatherSession();
   ASSERT_TRUE(session.ok()) << session.status();
   Feeds good{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 9, -1})}};
   ASSERT_TRUE((*session)->run(good).ok());
@@ -446,15 +444,7 @@ TEST(CudaGraphTest, OffRunsStepByStep) {
 
 TEST(CudaGraphTest, ReplayReportsDeviceErrors) {
   SKIP_WITHOUT_CUDA();
-  OpSpec spec{"Gather",
-              "",
-              {InputSpec::constantTensor("table", testing::floatConstant({10, 8}, 7)),
-               InputSpec::typed("ids", DataType::kInt32, 2)}};
-  std::unique_ptr<ir::Model> model = testing::buildModel(spec, DataType::kFloat);
-  SessionOptions options;
-  options.device = "cuda";
-  options.validateIds = false;
-  absl::StatusOr<std::unique_ptr<Session>> session = Session::create(*model, options);
+  absl::StatusOr<std::unique_ptr<Session>> session = gatherSession();
   ASSERT_TRUE(session.ok()) << session.status();
   Feeds good{{"ids", HostTensor::fromVector<int32_t>({1, 3}, {0, 9, -1})}};
   for (int run = 0; run < 2; ++run) ASSERT_TRUE((*session)->run(good).ok());

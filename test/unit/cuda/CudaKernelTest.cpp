@@ -30,9 +30,7 @@ void expectAllPrecisions(const OpSpec& spec, const Feeds& feeds) {
 // Runs `spec` on both backends and checks that the tested node took the CPU
 // fallback and that the outputs agree.
 void expectFallbackMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision) {
-  const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                             : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                             : DataType::kFloat;
+  const DataType floatType = testing::floatTypeFor(precision);
   Feeds rounded;
   Feeds narrowed = testing::narrowFeeds(spec, feeds, floatType, rounded);
   absl::StatusOr<testing::RunResult> cpu =
@@ -480,28 +478,21 @@ TEST_P(CudaRotaryAttentionTest, AbsorbedRotationMatchesCpu) {
   }
   for (Precision precision : kPrecisions) {
     SCOPED_TRACE(precisionName(precision));
-    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                               : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                               : DataType::kFloat;
     OpSpec inputsOnly{"MultiHeadAttention",
                       "com.microsoft",
                       {InputSpec::floating("q", 3), InputSpec::floating("k", 3),
                        InputSpec::floating("v", 3)}};
-    Feeds rounded;
-    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
-    std::unique_ptr<ir::Model> reference =
-        rotaryAttentionModel(DataType::kFloat, c.heads, c.headSize, c.offset, c.withBias);
-    std::unique_ptr<ir::Model> model =
-        rotaryAttentionModel(floatType, c.heads, c.headSize, c.offset, c.withBias);
-    ASSERT_TRUE(fusedRotaryOf(*findNode(*model, "attention")).has_value());
-    absl::StatusOr<testing::RunResult> cpu =
-        testing::runModel(*reference, "cpu", Precision::kFp32, rounded);
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    absl::StatusOr<testing::RunResult> gpu = testing::runModel(*model, "cuda", precision, narrowed);
-    ASSERT_TRUE(gpu.ok()) << gpu.status();
-    EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
+    auto build = [&c = c](DataType floatType) {
+      return rotaryAttentionModel(floatType, c.heads, c.headSize, c.offset, c.withBias);
+    };
+    ASSERT_TRUE(fusedRotaryOf(*findNode(*build(DataType::kFloat16), "attention")).has_value());
+    absl::StatusOr<testing::CpuGpuRuns> runs =
+        testing::runOnBoth(build, inputsOnly, feeds, precision);
+    ASSERT_TRUE(runs.ok()) << runs.status();
+    EXPECT_EQ(runs->gpu.stats.fallbackSteps, 0u);
     testing::Tolerance tolerance = testing::toleranceFor(precision);
-    testing::Comparison comparison = testing::compareTensors(gpu->outputs[0], cpu->outputs[0]);
+    testing::Comparison comparison =
+        testing::compareTensors(runs->gpu.outputs[0], runs->cpu.outputs[0]);
     // Attention outputs are weighted means of v in [-1, 1].
     EXPECT_LT(comparison.maxAbsError, tolerance.atol + tolerance.rtol);
     EXPECT_GT(comparison.cosine, precision == Precision::kFp32 ? 0.999999 : 0.999);
@@ -560,18 +551,12 @@ TEST_P(CudaMatMulTest, ProjectionWithBiasMatchesCpu) {
   Feeds feeds{{"x", testing::floatTensor({batch, sequence, in}, 83)}};
   for (Precision precision : kPrecisions) {
     SCOPED_TRACE(precisionName(precision));
-    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                               : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                               : DataType::kFloat;
     OpSpec inputsOnly{"MatMul", "", {InputSpec::floating("x", 3)}};
-    Feeds rounded;
-    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
-    absl::StatusOr<testing::RunResult> cpu =
-        testing::runModel(*model(DataType::kFloat), "cpu", Precision::kFp32, rounded);
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    absl::StatusOr<testing::RunResult> gpu =
-        testing::runModel(*model(floatType), "cuda", precision, narrowed);
-    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    absl::StatusOr<testing::CpuGpuRuns> runs =
+        testing::runOnBoth(model, inputsOnly, feeds, precision);
+    ASSERT_TRUE(runs.ok()) << runs.status();
+    const testing::RunResult* cpu = &runs->cpu;
+    const testing::RunResult* gpu = &runs->gpu;
     EXPECT_EQ(gpu->stats.fallbackSteps, 0u);
     testing::Comparison comparison = testing::compareTensors(gpu->outputs[0], cpu->outputs[0]);
     // Sums of `in` products of size 0.1, so the rounding grows with `in`.
@@ -617,18 +602,12 @@ TEST(CudaMatMulTest, EmptyInnerDimAddsBias) {
   Feeds feeds{{"x", testing::floatTensor({2, 3, 4}, 86)}};
   for (Precision precision : kPrecisions) {
     SCOPED_TRACE(precisionName(precision));
-    const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                               : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                               : DataType::kFloat;
     OpSpec inputsOnly{"MatMul", "", {InputSpec::floating("x", 3)}};
-    Feeds rounded;
-    Feeds narrowed = testing::narrowFeeds(inputsOnly, feeds, floatType, rounded);
-    absl::StatusOr<testing::RunResult> cpu =
-        testing::runModel(*model(DataType::kFloat), "cpu", Precision::kFp32, rounded);
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    absl::StatusOr<testing::RunResult> gpu =
-        testing::runModel(*model(floatType), "cuda", precision, narrowed);
-    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    absl::StatusOr<testing::CpuGpuRuns> runs =
+        testing::runOnBoth(model, inputsOnly, feeds, precision);
+    ASSERT_TRUE(runs.ok()) << runs.status();
+    const testing::RunResult* cpu = &runs->cpu;
+    const testing::RunResult* gpu = &runs->gpu;
     ASSERT_EQ(gpu->outputs[0].shape(), cpu->outputs[0].shape());
     // Only the bias's rounding to the precision differs.
     const testing::Tolerance tolerance = testing::toleranceFor(precision);

@@ -99,6 +99,30 @@ absl::StatusOr<RunResult> runModel(const ir::Model& model, const std::string& de
   return result;
 }
 
+DataType floatTypeFor(Precision precision) {
+  switch (precision) {
+    case Precision::kFp16:
+      return DataType::kFloat16;
+    case Precision::kBf16:
+      return DataType::kBfloat16;
+    case Precision::kFp32:
+      break;
+  }
+  return DataType::kFloat;
+}
+
+absl::StatusOr<CpuGpuRuns> runOnBoth(const ModelBuilder& build, const OpSpec& floatInputs,
+                                     const Feeds& feeds, Precision precision) {
+  const DataType floatType = floatTypeFor(precision);
+  Feeds rounded;
+  Feeds narrowed = narrowFeeds(floatInputs, feeds, floatType, rounded);
+  absl::StatusOr<RunResult> cpu = runModel(*build(DataType::kFloat), "cpu", Precision::kFp32, rounded);
+  if (!cpu.ok()) return cpu.status();
+  absl::StatusOr<RunResult> gpu = runModel(*build(floatType), "cuda", precision, narrowed);
+  if (!gpu.ok()) return gpu.status();
+  return CpuGpuRuns{std::move(*cpu), std::move(*gpu)};
+}
+
 Tolerance toleranceFor(Precision precision) {
   switch (precision) {
     case Precision::kFp16:
@@ -135,9 +159,7 @@ Comparison compareTensors(const HostTensor& actual, const HostTensor& expected) 
 
 void expectMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision, float atol,
                       float rtol) {
-  const DataType floatType = precision == Precision::kFp16   ? DataType::kFloat16
-                             : precision == Precision::kBf16 ? DataType::kBfloat16
-                                                             : DataType::kFloat;
+  const DataType floatType = floatTypeFor(precision);
   Feeds rounded;
   Feeds narrowed = narrowFeeds(spec, feeds, floatType, rounded);
   std::unique_ptr<ir::Model> cpuModel = buildModel(spec, DataType::kFloat);

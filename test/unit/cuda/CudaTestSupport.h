@@ -82,6 +82,23 @@ struct RunResult {
 absl::StatusOr<RunResult> runModel(const ir::Model& model, const std::string& device,
                                    Precision precision, const Feeds& feeds);
 
+// The float type of the GPU model's inputs at `precision`.
+DataType floatTypeFor(Precision precision);
+
+// Builds a model of any shape for both backends.
+using ModelBuilder = std::function<std::unique_ptr<ir::Model>(DataType floatInputType)>;
+
+struct CpuGpuRuns {
+  RunResult cpu;
+  RunResult gpu;
+};
+
+// Runs `build(float32)` on the CPU and `build(floatTypeFor(precision))` on
+// the GPU at `precision`. The float feeds named in `floatInputs` are
+// narrowed to the GPU's type, and the CPU gets the same values widened back.
+absl::StatusOr<CpuGpuRuns> runOnBoth(const ModelBuilder& build, const OpSpec& floatInputs,
+                                     const Feeds& feeds, Precision precision);
+
 // Builds the spec for both backends, runs it, and checks every output of the
 // GPU run against the CPU run within atol + rtol * |expected|, and that no
 // step took the CPU fallback. Float feeds are rounded to the precision
