@@ -11,7 +11,7 @@
 //     sizes 16, 32, 64 and 128.
 //
 // With rotary caches in the arguments, both kernels rotate the Q and K
-// elements as they load them (RotaryFusion.h says when).
+// elements as they load them (RotaryFusion.h defines when).
 //
 // Masking follows ONNX Runtime: a masked key gets maskFilterValue added to
 // its scaled score. Keys past the last unmasked key of a batch entry are

@@ -311,8 +311,8 @@ struct AttentionArgs {
   float scale = 1.0f;
   float maskFilterValue = -10000.0f;
   // Rotary embedding of Q and K, applied as they are loaded (before the
-  // bias): interleaved pairs (2i, 2i + 1) of each head are rotated by the
-  // angle of position rotaryOffset + token index, with float32 caches of
+  // bias). Interleaved pairs (2i, 2i + 1) of each head are rotated by the
+  // angle of position rotaryOffset + token index, from float32 caches of
   // [positions, headSize / 2]. Null caches: no rotation. The host checks
   // that every position is a row of the caches.
   const float* rotaryCos = nullptr;

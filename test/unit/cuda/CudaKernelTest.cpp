@@ -429,8 +429,8 @@ TEST(CudaRotaryFusionTest, TurnedOffByEnvironment) {
 }
 
 TEST(CudaRotaryFusionTest, ReferenceModelRunsOnCpu) {
-  // The GPU tests below compare with this model on the CPU backend; here,
-  // without a GPU, check that it runs and that the offset moves the result.
+  // The GPU tests below compare with this model on the CPU backend. This
+  // test needs no GPU: the model runs, and the offset changes the result.
   Feeds feeds{{"q", testing::floatTensor({2, 9, 32}, 91, -2.0f, 2.0f)},
               {"k", testing::floatTensor({2, 9, 32}, 92, -2.0f, 2.0f)},
               {"v", testing::floatTensor({2, 9, 32}, 93)},
