@@ -22,9 +22,9 @@ std::string cudaErrorText(cudaError_t error) {
   return absl::StrCat(cudaGetErrorName(error), ": ", cudaGetErrorString(error));
 }
 
-absl::Status recordingError(const std::string& what) {
+absl::Status recordingError(const std::string& operation) {
   return absl::FailedPreconditionError(
-      absl::StrCat(what, ", which cannot be recorded in a CUDA graph"));
+      absl::StrCat(operation, ", which cannot be recorded in a CUDA graph"));
 }
 
 absl::Status cudaStatus(cudaError_t error, const std::string& action) {
@@ -97,8 +97,16 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::create(const BackendOp
   if (epilogue != nullptr && std::string(epilogue) == "0") {
     context->geluEpilogueDetail_ = "ROFORMER_CUDA_GELU_EPILOGUE=0";
   } else {
-    context->geluEpilogueForm_ = probeGeluEpilogue(*context->lt_, context->ltHandle_,
-                                                   /*stream=*/nullptr, context->geluEpilogueDetail_);
+    // The answer depends only on the loaded cuBLASLt and device 0, so the
+    // first context of the process probes for all.
+    static std::once_flag probed;
+    static GeluForm form = GeluForm::kUnknown;
+    static std::string detail;
+    std::call_once(probed, [&context] {
+      form = probeGeluEpilogue(*context->lt_, context->ltHandle_, /*stream=*/nullptr, detail);
+    });
+    context->geluEpilogueForm_ = form;
+    context->geluEpilogueDetail_ = detail;
   }
   return context;
 }
@@ -114,8 +122,8 @@ CudaContext::~CudaContext() {
   if (ltHandle_ != nullptr) lt_->destroy(ltHandle_);
 }
 
-DataType CudaContext::activationType() const {
-  switch (precision_) {
+DataType activationTypeOf(Precision precision) {
+  switch (precision) {
     case Precision::kFp16:
       return DataType::kFloat16;
     case Precision::kBf16:
@@ -125,6 +133,8 @@ DataType CudaContext::activationType() const {
   }
   return DataType::kFloat;
 }
+
+DataType CudaContext::activationType() const { return activationTypeOf(precision_); }
 
 absl::StatusOr<std::unique_ptr<ThreadState>> CudaContext::createThreadState() {
   auto state = std::make_unique<ThreadState>();

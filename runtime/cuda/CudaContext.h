@@ -125,8 +125,9 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   // False when ROFORMER_CUDA_ATTENTION=simt selects the SIMT attention kernel.
   bool tensorCoreAttention() const { return tensorCoreAttention_; }
   // The GELU form of cuBLASLt's GELU and bias epilogue, probed when the
-  // context is created (GeluEpilogue.h); kUnknown with
-  // ROFORMER_CUDA_GELU_EPILOGUE=0. The detail says why it is unknown.
+  // first context of the process is created (GeluEpilogue.h); kUnknown with
+  // ROFORMER_CUDA_GELU_EPILOGUE=0. The detail gives the reason when it is
+  // unknown.
   GeluForm geluEpilogueForm() const { return geluEpilogueForm_; }
   const std::string& geluEpilogueDetail() const { return geluEpilogueDetail_; }
 
@@ -216,10 +217,14 @@ class CudaContext : public std::enable_shared_from_this<CudaContext> {
   CudaStats stats_;
 };
 
+// The float type kernels store activations in at `precision`: kFloat,
+// kFloat16 or kBfloat16.
+DataType activationTypeOf(Precision precision);
+
 // The error of a kernel that cannot run while its stream is captured into
 // a CUDA graph, because it needs the host in the middle of the run. The
 // executor then runs the steps again without recording.
-absl::Status recordingError(const std::string& what);
+absl::Status recordingError(const std::string& operation);
 
 // "cudaErrorNoDevice: no CUDA-capable device is detected" for messages.
 std::string cudaErrorText(cudaError_t error);

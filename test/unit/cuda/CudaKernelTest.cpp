@@ -30,7 +30,7 @@ void expectAllPrecisions(const OpSpec& spec, const Feeds& feeds) {
 // Runs `spec` on both backends and checks that the tested node took the CPU
 // fallback and that the outputs agree.
 void expectFallbackMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision) {
-  const DataType floatType = testing::floatTypeFor(precision);
+  const DataType floatType = activationTypeOf(precision);
   Feeds rounded;
   Feeds narrowed = testing::narrowFeeds(spec, feeds, floatType, rounded);
   absl::StatusOr<testing::RunResult> cpu =

@@ -99,21 +99,9 @@ absl::StatusOr<RunResult> runModel(const ir::Model& model, const std::string& de
   return result;
 }
 
-DataType floatTypeFor(Precision precision) {
-  switch (precision) {
-    case Precision::kFp16:
-      return DataType::kFloat16;
-    case Precision::kBf16:
-      return DataType::kBfloat16;
-    case Precision::kFp32:
-      break;
-  }
-  return DataType::kFloat;
-}
-
 absl::StatusOr<CpuGpuRuns> runOnBoth(const ModelBuilder& build, const OpSpec& floatInputs,
                                      const Feeds& feeds, Precision precision) {
-  const DataType floatType = floatTypeFor(precision);
+  const DataType floatType = activationTypeOf(precision);
   Feeds rounded;
   Feeds narrowed = narrowFeeds(floatInputs, feeds, floatType, rounded);
   absl::StatusOr<RunResult> cpu = runModel(*build(DataType::kFloat), "cpu", Precision::kFp32, rounded);
@@ -159,7 +147,7 @@ Comparison compareTensors(const HostTensor& actual, const HostTensor& expected) 
 
 void expectMatchesCpu(const OpSpec& spec, const Feeds& feeds, Precision precision, float atol,
                       float rtol) {
-  const DataType floatType = floatTypeFor(precision);
+  const DataType floatType = activationTypeOf(precision);
   Feeds rounded;
   Feeds narrowed = narrowFeeds(spec, feeds, floatType, rounded);
   std::unique_ptr<ir::Model> cpuModel = buildModel(spec, DataType::kFloat);

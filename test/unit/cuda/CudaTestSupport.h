@@ -82,9 +82,6 @@ struct RunResult {
 absl::StatusOr<RunResult> runModel(const ir::Model& model, const std::string& device,
                                    Precision precision, const Feeds& feeds);
 
-// The float type of the GPU model's inputs at `precision`.
-DataType floatTypeFor(Precision precision);
-
 // Builds a model of any shape for both backends.
 using ModelBuilder = std::function<std::unique_ptr<ir::Model>(DataType floatInputType)>;
 
@@ -93,8 +90,8 @@ struct CpuGpuRuns {
   RunResult gpu;
 };
 
-// Runs `build(float32)` on the CPU and `build(floatTypeFor(precision))` on
-// the GPU at `precision`. The float feeds named in `floatInputs` are
+// Runs `build(float32)` on the CPU and `build(activationTypeOf(precision))`
+// on the GPU at `precision`. The float feeds named in `floatInputs` are
 // narrowed to the GPU's type, and the CPU gets the same values widened back.
 absl::StatusOr<CpuGpuRuns> runOnBoth(const ModelBuilder& build, const OpSpec& floatInputs,
                                      const Feeds& feeds, Precision precision);
