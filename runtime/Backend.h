@@ -112,9 +112,9 @@ class Backend {
   }
   // Ends the recording. `outputs` are the run's graph outputs: the recorded
   // work must leave their values in device memory. Returns the recorded run,
-  // which has not run yet, or an error saying why the run cannot be
-  // recorded; either way nothing recorded has run, so the executor runs the
-  // steps again without recording after an error.
+  // which has not run yet, or an error with the reason the run cannot be
+  // recorded. Nothing recorded has run either way, so after an error the
+  // executor runs the steps again without recording.
   virtual absl::StatusOr<std::shared_ptr<RecordedRun>> endRecording(
       const std::vector<TensorView>& outputs) {
     return absl::UnimplementedError("this backend does not record runs");

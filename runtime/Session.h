@@ -15,9 +15,9 @@
 // depend on input values.
 //
 // On a backend that records runs (the CUDA backend, as CUDA graphs), the
-// first planned run of a signature in an execution context is recorded and
-// later runs of that signature replay it: the inputs are copied to the same
-// addresses and no kernel is asked for shapes or called. A signature whose
+// first planned run of a signature in an execution context is recorded, and
+// later runs of that signature replay it. A replay copies the inputs to the
+// same addresses and calls no kernel, not even for shapes. A signature whose
 // run needs the host between steps (a CPU fallback on device data, a device
 // value read back to compute a shape) cannot be recorded. It runs step by
 // step, and stats() gives the reason.
@@ -85,8 +85,9 @@ struct SessionStats {
   // Runs recorded for replay, and runs that replayed one.
   size_t recordedRuns = 0;
   size_t replayedRuns = 0;
-  // Signatures that cannot be recorded, and why the latest one could not
-  // ("Gather 'x': ... cannot be recorded").
+  // Signatures that cannot be recorded, and the reason for the latest one
+  // ("Einsum 'x': reads input 0 on the host, which cannot be recorded in a
+  // CUDA graph").
   size_t unrecordable = 0;
   std::string unrecordableReason;
 };

@@ -4,9 +4,9 @@ namespace roformer::runtime::cuda {
 
 namespace {
 
-// The node reading the product of `matMul` as its input 0 with a constant
-// float bias [N] as its input 1, when it is of type (`opType`, `domain`),
-// is the product's only reader, and W is a constant float [K, N].
+// The (`opType`, `domain`) node that reads the product of `matMul` as its
+// input 0 and a constant float bias [N] as its input 1, or null. It must be
+// the product's only reader, and W must be a constant float [K, N].
 const ir::Node* biasUser(const ir::Node& matMul, std::string_view opType,
                          std::string_view domain) {
   if (!matMul.is("MatMul") || matMul.inputCount() != 2 || matMul.outputCount() != 1) return nullptr;

@@ -90,7 +90,8 @@ std::optional<FusedRotary> fusedRotaryOf(const ir::Node& attention) {
   if (!rotaryFusionEnabled() || !attention.is("MultiHeadAttention", kMicrosoft)) {
     return std::nullopt;
   }
-  // Query, key and value given separately; no past state or attention bias.
+  // Query, key and value must be separate inputs, without past state or an
+  // attention bias.
   if (attention.inputCount() < 3 || attention.input(1) == nullptr ||
       attention.input(2) == nullptr || attention.input(0) == attention.input(1)) {
     return std::nullopt;

@@ -6,8 +6,8 @@
 // into host mirrors that later steps' shape inference reads, as they do
 // there. So a replayed run is right only if the executor copied the new
 // inputs to the addresses the tape reads and took the outputs from where the
-// tape wrote them, and a run after a failed recording is right only if it
-// runs every step again.
+// tape wrote them. A run after a failed recording is right only if it runs
+// every step again.
 #include <gtest/gtest.h>
 
 #include <cmath>
